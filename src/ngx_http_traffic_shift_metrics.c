@@ -1,0 +1,7 @@
+
+/*
+ * Copyright (C) nginx-traffic-shift developers
+ */
+
+
+#include "ngx_http_traffic_shift_metrics.h"
