@@ -13,6 +13,241 @@
 #include <ngx_http.h>
 
 
+/* weights are kept in hundredths of a percent: 100.00% is 10000 */
+#define NGX_HTTP_TS_TOTAL         10000
+
+#define NGX_HTTP_TS_MAX_POOLS     16
+#define NGX_HTTP_TS_NAME_LEN      32
+#define NGX_HTTP_TS_ERR_LEN       64
+
+/* the layout of the shared zone; bump on any incompatible change */
+#define NGX_HTTP_TS_ZONE_MAGIC    0x74730001
+
+#define NGX_HTTP_TS_SRC_CONFIG    0
+#define NGX_HTTP_TS_SRC_API       1
+#define NGX_HTTP_TS_SRC_STATE     2
+
+/* health state of a server, as probes see it */
+#define NGX_HTTP_TS_UP            0
+#define NGX_HTTP_TS_DOWN          1
+#define NGX_HTTP_TS_CHECKING      2
+
+/* response classes counted per pool: 1xx..5xx */
+#define NGX_HTTP_TS_CLASSES       5
+
+/* probe results counted per server */
+#define NGX_HTTP_TS_PROBE_OK      0
+#define NGX_HTTP_TS_PROBE_FAIL    1
+#define NGX_HTTP_TS_PROBE_TIMEOUT 2
+#define NGX_HTTP_TS_PROBE_RESULTS 3
+
+
+typedef struct ngx_http_traffic_shift_health_conf_s
+    ngx_http_traffic_shift_health_conf_t;
+typedef struct ngx_http_traffic_shift_upstream_s
+    ngx_http_traffic_shift_upstream_t;
+
+
+/* shared memory */
+
+typedef struct {
+    u_char                               name[NGX_HTTP_TS_NAME_LEN];
+    size_t                               len;
+    ngx_uint_t                           weight;
+    ngx_uint_t                           conf_weight;
+    ngx_atomic_t                         requests;
+    ngx_atomic_t                         responses[NGX_HTTP_TS_CLASSES];
+} ngx_http_traffic_shift_sh_pool_t;
+
+
+/*
+ * A traffic_shift upstream in the zone.  The record is found by name and
+ * never moves while its name is configured.  Weights, names and the
+ * generation are written under the slab mutex inside a seqlock ("seq" odd
+ * while writing), so that the request path reads them without a lock.
+ * "layout" identifies the list of pool names: workers of an older cycle
+ * compare it with their own and ignore a record rewritten for other pools.
+ */
+
+typedef struct {
+    ngx_queue_t                          queue;
+    ngx_str_t                            name;
+    ngx_uint_t                           seen;
+
+    ngx_atomic_t                         seq;
+    ngx_atomic_t                         layout;
+    ngx_atomic_t                         generation;
+    ngx_uint_t                           source;
+    time_t                               updated;
+    ngx_uint_t                           npools;
+    ngx_http_traffic_shift_sh_pool_t     pools[NGX_HTTP_TS_MAX_POOLS];
+} ngx_http_traffic_shift_sh_split_t;
+
+
+/* a server (one address) of an upstream{} block, keyed "upstream/address" */
+
+typedef struct {
+    ngx_rbtree_node_t                    node;
+    ngx_str_t                            key;
+    ngx_uint_t                           seen;
+
+    ngx_atomic_t                         state;
+    ngx_atomic_t                         admin_down;
+    ngx_uint_t                           passes;
+    ngx_uint_t                           fails;
+    time_t                               last_probe;
+    ngx_msec_t                           last_probe_msec;
+
+    /* the prober lease: one worker probes a server per interval */
+    ngx_pid_t                            lease_pid;
+    ngx_msec_t                           lease_expire;
+
+    ngx_atomic_t                         probes[NGX_HTTP_TS_PROBE_RESULTS];
+    u_char                               last_error[NGX_HTTP_TS_ERR_LEN];
+} ngx_http_traffic_shift_sh_server_t;
+
+
+typedef struct {
+    ngx_uint_t                           magic;
+
+    /* bumped after every change of weights, health or admin marks */
+    ngx_atomic_t                         version;
+
+    /* bumped at every configuration load; records carry the last seen */
+    ngx_uint_t                           epoch;
+    ngx_uint_t                           next_layout;
+
+    /* the highest version written to the state file */
+    ngx_atomic_t                         saved;
+
+    ngx_queue_t                          splits;
+    ngx_rbtree_t                         servers;
+    ngx_rbtree_node_t                    sentinel;
+} ngx_http_traffic_shift_sh_t;
+
+
+/* configuration, one copy per cycle; per-worker parts are marked */
+
+typedef struct {
+    ngx_str_t                            name;
+    struct sockaddr                     *sockaddr;
+    socklen_t                            socklen;
+    unsigned                             conf_down:1;
+    unsigned                             backup:1;
+
+    ngx_http_traffic_shift_sh_server_t  *sh;
+} ngx_http_traffic_shift_server_t;
+
+
+struct ngx_http_traffic_shift_upstream_s {
+    ngx_http_upstream_srv_conf_t        *uscf;
+    ngx_http_upstream_init_peer_pt       original_init_peer;
+    ngx_http_traffic_shift_health_conf_t *health;
+
+    ngx_uint_t                           nservers;
+    ngx_http_traffic_shift_server_t     *servers;
+
+    /* per worker: the zone version the peers were synced to */
+    ngx_uint_t                           synced;
+    unsigned                             live:1;
+    unsigned                             fail_open:1;
+};
+
+
+typedef struct {
+    ngx_str_t                            name;
+    ngx_str_t                            upstream;
+    ngx_uint_t                           weight;
+    ngx_http_traffic_shift_upstream_t   *ups;
+
+    u_char                              *file_name;
+    ngx_uint_t                           line;
+} ngx_http_traffic_shift_pool_t;
+
+
+/* per worker: what the request path reads */
+
+typedef struct {
+    ngx_uint_t                           version;
+    ngx_uint_t                           generation;
+    ngx_uint_t                           weights[NGX_HTTP_TS_MAX_POOLS];
+
+    /* smooth weighted round robin over the eligible pools */
+    ngx_uint_t                           eligible[NGX_HTTP_TS_MAX_POOLS];
+    ngx_int_t                            current[NGX_HTTP_TS_MAX_POOLS];
+    ngx_uint_t                           total;
+
+    /* sticky: upper bounds of the pools' ranges over 0..9999 */
+    ngx_uint_t                           bound[NGX_HTTP_TS_MAX_POOLS];
+
+    unsigned                             fail_open:1;
+    unsigned                             valid:1;
+} ngx_http_traffic_shift_snapshot_t;
+
+
+typedef struct {
+    ngx_str_t                            name;
+    ngx_http_upstream_srv_conf_t        *uscf;
+    ngx_array_t                          pools;
+    ngx_http_complex_value_t            *sticky;
+    ngx_http_complex_value_t            *route;
+
+    ngx_http_traffic_shift_sh_split_t   *sh;
+    ngx_uint_t                           layout;
+
+    ngx_http_traffic_shift_snapshot_t    snap;
+
+    u_char                              *file_name;
+    ngx_uint_t                           line;
+} ngx_http_traffic_shift_split_t;
+
+
+typedef struct {
+    ngx_shm_zone_t                      *shm_zone;
+    ngx_slab_pool_t                     *shpool;
+    ngx_http_traffic_shift_sh_t         *sh;
+    u_char                              *zone_file;
+    ngx_uint_t                           zone_line;
+
+    ngx_str_t                            state_file;
+
+    ngx_array_t                          splits;     /* split_t * */
+    ngx_array_t                          upstreams;  /* upstream_t * */
+
+    /* per worker: the zone version seen last */
+    ngx_uint_t                           version;
+
+    void                                *health;     /* health checker */
+} ngx_http_traffic_shift_main_conf_t;
+
+
+typedef struct {
+    ngx_http_traffic_shift_health_conf_t *health;
+    ngx_http_traffic_shift_upstream_t    *ups;
+} ngx_http_traffic_shift_srv_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                           api;
+    ngx_flag_t                           write;
+} ngx_http_traffic_shift_loc_conf_t;
+
+
+/* the decision made for a request, kept in the request ctx */
+
+typedef struct {
+    ngx_http_traffic_shift_split_t      *split;
+    ngx_http_traffic_shift_pool_t       *pool;
+    ngx_uint_t                           index;
+    unsigned                             counted:1;
+} ngx_http_traffic_shift_ctx_t;
+
+
+ngx_int_t ngx_http_traffic_shift_parse_weight(u_char *p, size_t len);
+u_char *ngx_http_traffic_shift_print_weight(u_char *p, ngx_uint_t weight);
+ngx_int_t ngx_http_traffic_shift_valid_name(u_char *p, size_t len);
+
+
 extern ngx_module_t  ngx_http_traffic_shift_module;
 
 

@@ -11,4 +11,8 @@
 #include "ngx_http_traffic_shift.h"
 
 
+char *ngx_http_traffic_shift_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_API_H_INCLUDED_ */

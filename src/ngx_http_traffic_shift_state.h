@@ -11,4 +11,8 @@
 #include "ngx_http_traffic_shift.h"
 
 
+ngx_int_t ngx_http_traffic_shift_state_load(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log);
+
+
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_STATE_H_INCLUDED_ */

@@ -5,3 +5,824 @@
 
 
 #include "ngx_http_traffic_shift_zone.h"
+#include "ngx_http_traffic_shift_state.h"
+
+
+static ngx_http_traffic_shift_sh_t *ngx_http_traffic_shift_zone_old(
+    ngx_shm_zone_t *shm_zone, ngx_slab_pool_t **shpool);
+static ngx_int_t ngx_http_traffic_shift_zone_reconcile(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_http_traffic_shift_sh_t *osh,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_traffic_shift_zone_split(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_http_traffic_shift_sh_t *osh,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_traffic_shift_zone_server(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_upstream_t *ups,
+    ngx_http_traffic_shift_server_t *server, ngx_http_traffic_shift_sh_t *osh);
+static ngx_http_traffic_shift_sh_split_t *ngx_http_traffic_shift_zone_find(
+    ngx_http_traffic_shift_sh_t *sh, ngx_str_t *name);
+static ngx_int_t ngx_http_traffic_shift_zone_same_pools(
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_split_t *rec, ngx_uint_t *map);
+static void *ngx_http_traffic_shift_zone_alloc(
+    ngx_http_traffic_shift_main_conf_t *mcf, size_t size);
+static void ngx_http_traffic_shift_zone_collect(
+    ngx_http_traffic_shift_main_conf_t *mcf);
+static size_t ngx_http_traffic_shift_zone_chunk(size_t size);
+
+
+ngx_int_t
+ngx_http_traffic_shift_zone_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_traffic_shift_main_conf_t  *omcf = data;
+
+    size_t                               len;
+    ngx_int_t                            rc;
+    ngx_slab_pool_t                     *shpool, *oshpool;
+    ngx_http_traffic_shift_sh_t         *sh, *osh;
+    ngx_http_traffic_shift_main_conf_t  *mcf;
+
+    mcf = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (omcf && omcf->sh && omcf->sh->magic == NGX_HTTP_TS_ZONE_MAGIC)
+    {
+        /* the zone is reused on reload: reconcile it in place */
+
+        mcf->shpool = omcf->shpool;
+        mcf->sh = omcf->sh;
+
+        ngx_shmtx_lock(&shpool->mutex);
+        rc = ngx_http_traffic_shift_zone_reconcile(mcf, NULL,
+                                                   shm_zone->shm.log);
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        return rc;
+    }
+
+    mcf->shpool = shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    sh = ngx_slab_calloc_locked(shpool, sizeof(ngx_http_traffic_shift_sh_t));
+    if (sh == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        goto too_small;
+    }
+
+    sh->magic = NGX_HTTP_TS_ZONE_MAGIC;
+    sh->version = 1;
+    ngx_queue_init(&sh->splits);
+    ngx_rbtree_init(&sh->servers, &sh->sentinel, ngx_str_rbtree_insert_value);
+
+    shpool->data = sh;
+    mcf->sh = sh;
+
+    len = sizeof(" in traffic_shift zone \"\"") + shm_zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc_locked(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        goto too_small;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in traffic_shift zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    shpool->log_nomem = 0;
+
+    /*
+     * a zone that changed its size or name is a new one: the state of the
+     * running configuration is carried over from the old zone
+     */
+
+    osh = ngx_http_traffic_shift_zone_old(shm_zone, &oshpool);
+
+    if (osh) {
+        ngx_shmtx_lock(&oshpool->mutex);
+    }
+
+    rc = ngx_http_traffic_shift_zone_reconcile(mcf, osh, shm_zone->shm.log);
+
+    if (osh) {
+        ngx_shmtx_unlock(&oshpool->mutex);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (osh == NULL && mcf->state_file.len) {
+        /* a start, not a reload: restore what the state file saved */
+        (void) ngx_http_traffic_shift_state_load(mcf, shm_zone->shm.log);
+    }
+
+    return NGX_OK;
+
+too_small:
+
+    ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                  "traffic_shift_zone \"%V\" is too small, "
+                  "at least %uz bytes needed",
+                  &shm_zone->shm.name,
+                  ngx_http_traffic_shift_zone_estimate(mcf));
+
+    return NGX_ERROR;
+}
+
+
+static ngx_http_traffic_shift_sh_t *
+ngx_http_traffic_shift_zone_old(ngx_shm_zone_t *shm_zone,
+    ngx_slab_pool_t **shpool)
+{
+    ngx_uint_t                           i;
+    ngx_list_part_t                     *part;
+    ngx_shm_zone_t                      *zone;
+    ngx_http_traffic_shift_main_conf_t  *omcf;
+
+    /* while a new cycle is being initialised, ngx_cycle is the old one */
+
+    if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
+        return NULL;
+    }
+
+    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
+    zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            zone = part->elts;
+            i = 0;
+        }
+
+        if (zone[i].tag != &ngx_http_traffic_shift_module
+            || &zone[i] == shm_zone
+            || zone[i].shm.addr == shm_zone->shm.addr)
+        {
+            continue;
+        }
+
+        omcf = zone[i].data;
+
+        if (omcf == NULL || omcf->sh == NULL
+            || omcf->sh->magic != NGX_HTTP_TS_ZONE_MAGIC)
+        {
+            return NULL;
+        }
+
+        *shpool = omcf->shpool;
+
+        return omcf->sh;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_traffic_shift_zone_reconcile(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_sh_t *osh, ngx_log_t *log)
+{
+    ngx_uint_t                          i, j;
+    ngx_http_traffic_shift_split_t    **splitp;
+    ngx_http_traffic_shift_upstream_t **upsp;
+
+    mcf->sh->epoch++;
+
+    splitp = mcf->splits.elts;
+
+    for (i = 0; i < mcf->splits.nelts; i++) {
+        if (ngx_http_traffic_shift_zone_split(mcf, splitp[i], osh, log)
+            != NGX_OK)
+        {
+            goto too_small;
+        }
+    }
+
+    upsp = mcf->upstreams.elts;
+
+    for (i = 0; i < mcf->upstreams.nelts; i++) {
+        for (j = 0; j < upsp[i]->nservers; j++) {
+            if (ngx_http_traffic_shift_zone_server(mcf, upsp[i],
+                                                   &upsp[i]->servers[j], osh)
+                != NGX_OK)
+            {
+                goto too_small;
+            }
+        }
+    }
+
+    ngx_http_traffic_shift_zone_changed(mcf);
+
+    return NGX_OK;
+
+too_small:
+
+    ngx_log_error(NGX_LOG_EMERG, log, 0,
+                  "traffic_shift_zone \"%V\" is too small, "
+                  "at least %uz bytes needed",
+                  &mcf->shm_zone->shm.name,
+                  ngx_http_traffic_shift_zone_estimate(mcf));
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_traffic_shift_zone_split(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_http_traffic_shift_sh_t *osh,
+    ngx_log_t *log)
+{
+    ngx_uint_t                          i, same, changed, layout, source;
+    ngx_uint_t                          map[NGX_HTTP_TS_MAX_POOLS];
+    ngx_uint_t                          conf[NGX_HTTP_TS_MAX_POOLS];
+    ngx_uint_t                          weights[NGX_HTTP_TS_MAX_POOLS];
+    ngx_atomic_uint_t                   generation;
+    ngx_http_traffic_shift_pool_t      *pool;
+    ngx_http_traffic_shift_sh_pool_t   *shp;
+    ngx_http_traffic_shift_sh_split_t  *rec, *src;
+    ngx_http_traffic_shift_sh_pool_t    saved[NGX_HTTP_TS_MAX_POOLS];
+
+    pool = split->pools.elts;
+
+    for (i = 0; i < split->pools.nelts; i++) {
+        conf[i] = pool[i].weight;
+    }
+
+    rec = ngx_http_traffic_shift_zone_find(mcf->sh, &split->name);
+    src = osh ? ngx_http_traffic_shift_zone_find(osh, &split->name) : rec;
+
+    if (rec == NULL) {
+        rec = ngx_http_traffic_shift_zone_alloc(mcf,
+                     sizeof(ngx_http_traffic_shift_sh_split_t)
+                     + split->name.len);
+        if (rec == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(rec, sizeof(ngx_http_traffic_shift_sh_split_t));
+
+        rec->name.data = (u_char *) rec
+                         + sizeof(ngx_http_traffic_shift_sh_split_t);
+        rec->name.len = split->name.len;
+        ngx_memcpy(rec->name.data, split->name.data, split->name.len);
+
+        ngx_queue_insert_tail(&mcf->sh->splits, &rec->queue);
+    }
+
+    same = src ? ngx_http_traffic_shift_zone_same_pools(split, src, map) : 0;
+
+    changed = 0;
+    layout = rec->layout;
+    generation = src ? src->generation : 0;
+
+    if (same) {
+        source = src->source;
+
+        for (i = 0; i < split->pools.nelts; i++) {
+            weights[i] = (source == NGX_HTTP_TS_SRC_CONFIG)
+                         ? conf[i] : src->pools[map[i]].weight;
+
+            if (weights[i] != src->pools[map[i]].weight) {
+                changed = 1;
+            }
+
+            if (map[i] != i) {
+                layout = 0;
+            }
+        }
+
+        if (src != rec) {
+            layout = 0;
+        }
+
+    } else {
+        if (src) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "traffic_shift \"%V\": pools changed, "
+                          "weights reset to the configuration",
+                          &split->name);
+        }
+
+        source = NGX_HTTP_TS_SRC_CONFIG;
+        ngx_memcpy(weights, conf, sizeof(conf));
+        changed = 1;
+        layout = 0;
+    }
+
+    if (layout == 0) {
+        layout = ++mcf->sh->next_layout;
+    }
+
+    if (same) {
+        /* the source may be this very record, reordered */
+        ngx_memcpy(saved, src->pools, sizeof(saved));
+    }
+
+    ngx_http_traffic_shift_write_begin(&rec->seq);
+
+    for (i = 0; i < split->pools.nelts; i++) {
+        shp = &rec->pools[i];
+
+        if (layout != rec->layout) {
+            if (same) {
+                *shp = saved[map[i]];
+
+            } else {
+                ngx_memzero(shp, sizeof(ngx_http_traffic_shift_sh_pool_t));
+                ngx_memcpy(shp->name, pool[i].name.data, pool[i].name.len);
+                shp->len = pool[i].name.len;
+            }
+        }
+
+        shp->weight = weights[i];
+        shp->conf_weight = conf[i];
+    }
+
+    rec->npools = split->pools.nelts;
+    rec->source = source;
+    rec->layout = layout;
+
+    if (changed || src == NULL) {
+        rec->generation = generation + 1;
+        rec->updated = ngx_time();
+
+    } else if (src != rec) {
+        rec->generation = generation;
+        rec->updated = src->updated;
+    }
+
+    ngx_http_traffic_shift_write_end(&rec->seq);
+
+    rec->seen = mcf->sh->epoch;
+
+    split->sh = rec;
+    split->layout = layout;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_traffic_shift_zone_server(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_upstream_t *ups,
+    ngx_http_traffic_shift_server_t *server, ngx_http_traffic_shift_sh_t *osh)
+{
+    u_char                              *p;
+    size_t                               len;
+    uint32_t                             hash;
+    ngx_str_t                            key;
+    ngx_uint_t                           i;
+    ngx_http_traffic_shift_sh_server_t  *rec, *src;
+
+    len = ups->uscf->host.len + 1 + server->name.len;
+
+    key.data = ngx_alloc(len, ngx_cycle->log);
+    if (key.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(key.data, ups->uscf->host.data, ups->uscf->host.len);
+    *p++ = '/';
+    ngx_memcpy(p, server->name.data, server->name.len);
+    key.len = len;
+
+    hash = ngx_crc32_short(key.data, key.len);
+
+    rec = (ngx_http_traffic_shift_sh_server_t *)
+              ngx_str_rbtree_lookup(&mcf->sh->servers, &key, hash);
+
+    if (rec == NULL) {
+        rec = ngx_http_traffic_shift_zone_alloc(mcf,
+                                   sizeof(ngx_http_traffic_shift_sh_server_t));
+        if (rec == NULL) {
+            ngx_free(key.data);
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(rec, sizeof(ngx_http_traffic_shift_sh_server_t));
+
+        rec->key.data = ngx_http_traffic_shift_zone_alloc(mcf, len);
+        if (rec->key.data == NULL) {
+            ngx_slab_free_locked(mcf->shpool, rec);
+            ngx_free(key.data);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(rec->key.data, key.data, len);
+        rec->key.len = len;
+
+        src = osh ? (ngx_http_traffic_shift_sh_server_t *)
+                        ngx_str_rbtree_lookup(&osh->servers, &key, hash)
+                  : NULL;
+
+        if (src) {
+            rec->state = src->state;
+            rec->admin_down = src->admin_down;
+            rec->passes = src->passes;
+            rec->fails = src->fails;
+            rec->last_probe = src->last_probe;
+            rec->last_probe_msec = src->last_probe_msec;
+
+            for (i = 0; i < NGX_HTTP_TS_PROBE_RESULTS; i++) {
+                rec->probes[i] = src->probes[i];
+            }
+
+            ngx_memcpy(rec->last_error, src->last_error,
+                       sizeof(rec->last_error));
+
+        } else {
+            /* servers start up, so that a start or reload causes no 502 */
+            rec->state = NGX_HTTP_TS_UP;
+        }
+
+        rec->node.key = hash;
+        ngx_rbtree_insert(&mcf->sh->servers, &rec->node);
+    }
+
+    ngx_free(key.data);
+
+    rec->seen = mcf->sh->epoch;
+    server->sh = rec;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_traffic_shift_sh_split_t *
+ngx_http_traffic_shift_zone_find(ngx_http_traffic_shift_sh_t *sh,
+    ngx_str_t *name)
+{
+    ngx_queue_t                        *q;
+    ngx_http_traffic_shift_sh_split_t  *rec;
+
+    for (q = ngx_queue_head(&sh->splits);
+         q != ngx_queue_sentinel(&sh->splits);
+         q = ngx_queue_next(q))
+    {
+        rec = ngx_queue_data(q, ngx_http_traffic_shift_sh_split_t, queue);
+
+        if (rec->name.len == name->len
+            && ngx_strncmp(rec->name.data, name->data, name->len) == 0)
+        {
+            return rec;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The same set of pool names: map[i] is the record's index of the
+ * configuration's pool i.
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_zone_same_pools(ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_split_t *rec, ngx_uint_t *map)
+{
+    ngx_uint_t                      i, j;
+    ngx_http_traffic_shift_pool_t  *pool;
+
+    if (rec->npools != split->pools.nelts) {
+        return 0;
+    }
+
+    pool = split->pools.elts;
+
+    for (i = 0; i < split->pools.nelts; i++) {
+
+        for (j = 0; j < rec->npools; j++) {
+            if (rec->pools[j].len == pool[i].name.len
+                && ngx_strncmp(rec->pools[j].name, pool[i].name.data,
+                               pool[i].name.len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == rec->npools) {
+            return 0;
+        }
+
+        map[i] = j;
+    }
+
+    return 1;
+}
+
+
+/*
+ * Records of upstreams and servers that left the configuration are kept:
+ * workers of an older cycle may still read them.  They are freed only when
+ * memory runs short, and only those the last two configurations did not use.
+ */
+
+static void *
+ngx_http_traffic_shift_zone_alloc(ngx_http_traffic_shift_main_conf_t *mcf,
+    size_t size)
+{
+    void  *p;
+
+    p = ngx_slab_alloc_locked(mcf->shpool, size);
+
+    if (p == NULL) {
+        ngx_http_traffic_shift_zone_collect(mcf);
+        p = ngx_slab_alloc_locked(mcf->shpool, size);
+    }
+
+    return p;
+}
+
+
+static void
+ngx_http_traffic_shift_zone_collect(ngx_http_traffic_shift_main_conf_t *mcf)
+{
+    ngx_uint_t                           epoch;
+    ngx_queue_t                         *q, *next;
+    ngx_rbtree_node_t                   *node, *next_node, *sentinel;
+    ngx_http_traffic_shift_sh_t         *sh;
+    ngx_http_traffic_shift_sh_split_t   *rec;
+    ngx_http_traffic_shift_sh_server_t  *srv;
+
+    sh = mcf->sh;
+
+    if (sh->epoch < 3) {
+        return;
+    }
+
+    epoch = sh->epoch - 1;
+
+    for (q = ngx_queue_head(&sh->splits);
+         q != ngx_queue_sentinel(&sh->splits);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        rec = ngx_queue_data(q, ngx_http_traffic_shift_sh_split_t, queue);
+
+        if (rec->seen < epoch) {
+            ngx_queue_remove(q);
+            ngx_slab_free_locked(mcf->shpool, rec);
+        }
+    }
+
+    sentinel = sh->servers.sentinel;
+
+    if (sh->servers.root == sentinel) {
+        return;
+    }
+
+    for (node = ngx_rbtree_min(sh->servers.root, sentinel);
+         node;
+         node = next_node)
+    {
+        next_node = ngx_rbtree_next(&sh->servers, node);
+        srv = (ngx_http_traffic_shift_sh_server_t *) node;
+
+        if (srv->seen < epoch) {
+            ngx_rbtree_delete(&sh->servers, node);
+            ngx_slab_free_locked(mcf->shpool, srv->key.data);
+            ngx_slab_free_locked(mcf->shpool, srv);
+        }
+    }
+}
+
+
+size_t
+ngx_http_traffic_shift_zone_estimate(ngx_http_traffic_shift_main_conf_t *mcf)
+{
+    size_t                               size;
+    ngx_uint_t                           i, j;
+    ngx_http_traffic_shift_split_t     **splitp;
+    ngx_http_traffic_shift_upstream_t  **upsp;
+
+    size = ngx_http_traffic_shift_zone_chunk(
+                                  sizeof(ngx_http_traffic_shift_sh_t))
+           + ngx_http_traffic_shift_zone_chunk(64);
+
+    splitp = mcf->splits.elts;
+
+    for (i = 0; i < mcf->splits.nelts; i++) {
+        size += ngx_http_traffic_shift_zone_chunk(
+                                  sizeof(ngx_http_traffic_shift_sh_split_t)
+                                  + splitp[i]->name.len);
+    }
+
+    upsp = mcf->upstreams.elts;
+
+    for (i = 0; i < mcf->upstreams.nelts; i++) {
+        for (j = 0; j < upsp[i]->nservers; j++) {
+            size += ngx_http_traffic_shift_zone_chunk(
+                                  sizeof(ngx_http_traffic_shift_sh_server_t))
+                    + ngx_http_traffic_shift_zone_chunk(
+                                  upsp[i]->uscf->host.len + 1
+                                  + upsp[i]->servers[j].name.len);
+        }
+    }
+
+    /*
+     * the slab allocator's own header and page descriptors, a partly used
+     * page per chunk size, and room for the records of the configuration
+     * a reload replaces
+     */
+
+    size += size / ngx_pagesize * sizeof(ngx_slab_page_t);
+    size += 16 * ngx_pagesize;
+
+    return ngx_align(size * 2, ngx_pagesize);
+}
+
+
+static size_t
+ngx_http_traffic_shift_zone_chunk(size_t size)
+{
+    size_t  chunk;
+
+    if (size > ngx_pagesize / 2) {
+        return ngx_align(size, ngx_pagesize);
+    }
+
+    for (chunk = 8; chunk < size; chunk <<= 1) { /* void */ }
+
+    return chunk;
+}
+
+
+ngx_int_t
+ngx_http_traffic_shift_zone_read(ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_weights_t *w)
+{
+    ngx_uint_t                          i, n;
+    ngx_atomic_uint_t                   seq;
+    ngx_http_traffic_shift_sh_split_t  *rec;
+
+    rec = split->sh;
+
+    for (n = 0; n < 64; n++) {
+        seq = rec->seq;
+
+        if (seq & 1) {
+            ngx_cpu_pause();
+            continue;
+        }
+
+        ngx_memory_barrier();
+
+        if (rec->layout != split->layout) {
+            return NGX_DECLINED;
+        }
+
+        w->generation = rec->generation;
+        w->source = rec->source;
+        w->updated = rec->updated;
+        w->npools = rec->npools;
+
+        for (i = 0; i < split->pools.nelts; i++) {
+            w->weights[i] = rec->pools[i].weight;
+        }
+
+        ngx_memory_barrier();
+
+        if (rec->seq == seq) {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_AGAIN;
+}
+
+
+ngx_int_t
+ngx_http_traffic_shift_zone_set_weights(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
+    ngx_uint_t source, ngx_uint_t if_match, ngx_uint_t force,
+    ngx_http_traffic_shift_change_t *change)
+{
+    ngx_uint_t                          i, n;
+    ngx_http_traffic_shift_pool_t      *pool;
+    ngx_http_traffic_shift_sh_split_t  *rec;
+
+    rec = split->sh;
+    pool = split->pools.elts;
+    n = split->pools.nelts;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    if (rec->seq & 1) {
+        /* a writer died inside the section: repair before reading */
+        rec->seq++;
+    }
+
+    if (rec->layout != split->layout) {
+        /* a reload gave this upstream other pools */
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_ABORT;
+    }
+
+    change->old.generation = rec->generation;
+    change->old.source = rec->source;
+    change->old.updated = rec->updated;
+    change->old.npools = n;
+
+    for (i = 0; i < n; i++) {
+        change->old.weights[i] = rec->pools[i].weight;
+    }
+
+    if (if_match && if_match != rec->generation) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (!force) {
+        for (i = 0; i < n; i++) {
+            if (weights[i]
+                && !ngx_http_traffic_shift_zone_upstream_live(pool[i].ups))
+            {
+                change->dead_pool = i;
+                ngx_shmtx_unlock(&mcf->shpool->mutex);
+                return NGX_BUSY;
+            }
+        }
+    }
+
+    ngx_http_traffic_shift_write_begin(&rec->seq);
+
+    for (i = 0; i < n; i++) {
+        rec->pools[i].weight = weights[i];
+    }
+
+    rec->generation++;
+    rec->source = source;
+    rec->updated = ngx_time();
+
+    ngx_http_traffic_shift_write_end(&rec->seq);
+
+    change->new.generation = rec->generation;
+    change->new.source = rec->source;
+    change->new.updated = rec->updated;
+    change->new.npools = n;
+
+    for (i = 0; i < n; i++) {
+        change->new.weights[i] = weights[i];
+    }
+
+    ngx_http_traffic_shift_zone_changed(mcf);
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_traffic_shift_zone_set_admin_down(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_server_t *server, ngx_uint_t down)
+{
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    if (server->sh->admin_down != down) {
+        server->sh->admin_down = down;
+        ngx_http_traffic_shift_zone_changed(mcf);
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_traffic_shift_zone_server_live(ngx_http_traffic_shift_server_t *server)
+{
+    return !server->conf_down
+           && !server->sh->admin_down
+           && server->sh->state != NGX_HTTP_TS_DOWN;
+}
+
+
+ngx_uint_t
+ngx_http_traffic_shift_zone_upstream_live(
+    ngx_http_traffic_shift_upstream_t *ups)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < ups->nservers; i++) {
+        if (ngx_http_traffic_shift_zone_server_live(&ups->servers[i])) {
+            return 1;
+        }
+    }
+
+    return 0;
+}

@@ -11,4 +11,81 @@
 #include "ngx_http_traffic_shift.h"
 
 
+#define NGX_HTTP_TS_DEFAULT_ZONE  "traffic_shift"
+
+
+/* a consistent copy of a traffic_shift upstream's weights */
+
+typedef struct {
+    ngx_uint_t   generation;
+    ngx_uint_t   source;
+    time_t       updated;
+    ngx_uint_t   npools;
+    ngx_uint_t   weights[NGX_HTTP_TS_MAX_POOLS];
+} ngx_http_traffic_shift_weights_t;
+
+
+/* the outcome of a weight change */
+
+typedef struct {
+    ngx_http_traffic_shift_weights_t  old;
+    ngx_http_traffic_shift_weights_t  new;
+    ngx_uint_t                        dead_pool;
+} ngx_http_traffic_shift_change_t;
+
+
+ngx_int_t ngx_http_traffic_shift_zone_init(ngx_shm_zone_t *shm_zone,
+    void *data);
+size_t ngx_http_traffic_shift_zone_estimate(
+    ngx_http_traffic_shift_main_conf_t *mcf);
+
+ngx_int_t ngx_http_traffic_shift_zone_read(
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_weights_t *w);
+ngx_int_t ngx_http_traffic_shift_zone_set_weights(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
+    ngx_uint_t source, ngx_uint_t if_match, ngx_uint_t force,
+    ngx_http_traffic_shift_change_t *change);
+ngx_int_t ngx_http_traffic_shift_zone_set_admin_down(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_server_t *server, ngx_uint_t down);
+ngx_uint_t ngx_http_traffic_shift_zone_server_live(
+    ngx_http_traffic_shift_server_t *server);
+ngx_uint_t ngx_http_traffic_shift_zone_upstream_live(
+    ngx_http_traffic_shift_upstream_t *ups);
+
+
+/*
+ * Writers hold the slab mutex.  A writer that died inside the section left
+ * the sequence odd: the next writer makes it even before its own update.
+ */
+
+static ngx_inline void
+ngx_http_traffic_shift_write_begin(ngx_atomic_t *seq)
+{
+    if (*seq & 1) {
+        (*seq)++;
+    }
+
+    (*seq)++;
+    ngx_memory_barrier();
+}
+
+
+static ngx_inline void
+ngx_http_traffic_shift_write_end(ngx_atomic_t *seq)
+{
+    ngx_memory_barrier();
+    (*seq)++;
+}
+
+
+static ngx_inline void
+ngx_http_traffic_shift_zone_changed(ngx_http_traffic_shift_main_conf_t *mcf)
+{
+    (void) ngx_atomic_fetch_add(&mcf->sh->version, 1);
+}
+
+
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_ZONE_H_INCLUDED_ */
