@@ -1,0 +1,76 @@
+# nginx-traffic-shift
+#
+#   make / make module   build $(BUILD_DIR)/ngx_http_traffic_shift_module.so
+#   make deps            install the Debian packages needed (root)
+#   make test            style check, then the test suite (prove)
+#   make demo            start nginx with the module on loopback, show it
+#   make install         copy the module to $(NGINX_MODULES_DIR)
+#   make clean           remove $(BUILD_DIR)
+#
+# Variables:
+#   BUILD_DIR              build directory (default: build)
+#   NGINX_SRC              build against this full nginx source tree instead
+#                          of Debian's nginx-dev tree
+#   NGINX_CONFIGURE_FLAGS  extra nginx configure arguments
+#   NGINX_CC_OPT           --with-cc-opt (default: Debian's hardening flags)
+#   NGINX_LD_OPT           --with-ld-opt
+#   SKIP_DEPS=1            do not check the Debian packages
+#   TS_MODULE              module the tests load (default: the build output)
+#   TESTS, PROVE_FLAGS     which tests prove runs, and how
+
+MODULE_NAME := ngx_http_traffic_shift_module
+BUILD_DIR ?= build
+BUILD_ABS := $(abspath $(BUILD_DIR))
+MODULE := $(BUILD_ABS)/$(MODULE_NAME).so
+NGINX_TREE := $(BUILD_ABS)/nginx
+
+NGINX_MODULES_DIR ?= /usr/lib/nginx/modules
+PROVE ?= prove
+PROVE_FLAGS ?=
+TESTS ?= $(sort $(wildcard t/*.t))
+TS_MODULE ?= $(MODULE)
+
+export NGINX_SRC NGINX_CONFIGURE_FLAGS NGINX_CC_OPT NGINX_LD_OPT
+
+.PHONY: all module deps deps-check test check-style demo install \
+        clean
+
+all: module
+
+module: deps-check
+	@BUILD_DIR='$(BUILD_ABS)' scripts/configure-nginx
+	$(MAKE) --no-print-directory -C '$(NGINX_TREE)' -f objs/Makefile modules
+	@cmp -s '$(NGINX_TREE)/objs/$(MODULE_NAME).so' '$(MODULE)' \
+	    || cp '$(NGINX_TREE)/objs/$(MODULE_NAME).so' '$(MODULE)'
+	@echo "built $(MODULE)"
+
+deps:
+	scripts/install-deps
+
+# Cheap when everything is installed (one dpkg-query); installs otherwise.
+deps-check:
+ifeq ($(SKIP_DEPS),)
+	@scripts/install-deps --check >/dev/null 2>&1 || scripts/install-deps
+endif
+
+check-style:
+	scripts/check-style
+
+test: module check-style
+	TS_MODULE='$(TS_MODULE)' $(PROVE) -I t/lib $(PROVE_FLAGS) $(TESTS)
+
+demo: module
+	TS_MODULE='$(TS_MODULE)' scripts/demo
+
+install:
+	@test -f '$(MODULE)' || { echo "$(MODULE) not built; run make" >&2; \
+	    exit 1; }
+	install -d '$(DESTDIR)$(NGINX_MODULES_DIR)'
+	install -m 0644 '$(MODULE)' '$(DESTDIR)$(NGINX_MODULES_DIR)/'
+	@echo "installed; load it with (in nginx.conf, main context):"
+	@echo "    load_module $(NGINX_MODULES_DIR)/$(MODULE_NAME).so;"
+
+clean:
+	@case '$(BUILD_ABS)' in /|'$(CURDIR)') \
+	    echo "refusing to remove $(BUILD_ABS)" >&2; exit 1;; esac
+	rm -rf '$(BUILD_ABS)'
