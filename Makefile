@@ -62,9 +62,7 @@ test: module check-style
 demo: module
 	TS_MODULE='$(TS_MODULE)' scripts/demo
 
-install:
-	@test -f '$(MODULE)' || { echo "$(MODULE) not built; run make" >&2; \
-	    exit 1; }
+install: module
 	install -d '$(DESTDIR)$(NGINX_MODULES_DIR)'
 	install -m 0644 '$(MODULE)' '$(DESTDIR)$(NGINX_MODULES_DIR)/'
 	@echo "installed; load it with (in nginx.conf, main context):"

@@ -223,7 +223,7 @@ my %BACKEND_OPTS = map { $_ => 1 } qw(status health delay slow);
 sub backend {
     my ($self, $name, %opts) = @_;
 
-    croak "TSTest: bad backend name '$name'" unless $name =~ /^\w[\w-]*$/;
+    croak "TSTest: bad backend name '$name'" unless $name =~ /^\w+$/;
     croak "TSTest: backend '$name' declared twice"
         if $self->{backends}{$name};
     for my $k (keys %opts) {
@@ -1259,10 +1259,14 @@ use Carp qw(croak);
 
 our @ISA = ('TSTest');
 
+my $BACKENDS_COUNT = 0;
+
 sub new {
     my ($class, %opts) = @_;
     my $list = delete $opts{backends} // [];
-    my $self = TSTest::new($class, module => 0, name => 'backends', %opts);
+    my $n = ++$BACKENDS_COUNT;
+    my $self = TSTest::new($class, module => 0,
+        name => $n == 1 ? 'backends' : "backends$n", %opts);
     my @l = @$list;
     while (@l) {
         my $name = shift @l;
