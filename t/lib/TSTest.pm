@@ -12,15 +12,15 @@ use warnings;
 
 use Carp qw(croak carp);
 use Errno qw(EINTR EAGAIN EWOULDBLOCK EINPROGRESS);
-use Fcntl qw(:flock O_CREAT O_RDONLY);
+use Fcntl qw(:flock O_CREAT O_RDONLY F_GETFL F_SETFL O_NONBLOCK);
 use File::Path qw(remove_tree);
 use File::Spec;
 use File::Temp qw(tempdir);
-use IO::Select;
 use IO::Socket::INET;
 use JSON::PP ();
 use POSIX qw(WNOHANG);
-use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use Socket qw(PF_INET SOCK_STREAM IPPROTO_TCP TCP_NODELAY SOL_SOCKET SO_ERROR
+              inet_aton pack_sockaddr_in);
 use Test::More ();
 use Time::HiRes qw(time sleep);
 
@@ -42,6 +42,7 @@ my $BLACKHOLE;                          # listening socket that never answers
 my $FINISHED = 0;                       # end-of-test checks done
 my $JSON = JSON::PP->new->utf8->canonical;
 my $INSTANCE_ID = 0;
+my $LOOPBACK = inet_aton('127.0.0.1');
 
 my $VERBOSE = $ENV{TS_VERBOSE} || 0;
 
@@ -778,29 +779,53 @@ sub _resolve_port {
 
 sub _connect {
     my ($port, $timeout) = @_;
-    my $s = IO::Socket::INET->new(
-        PeerAddr => '127.0.0.1',
-        PeerPort => $port,
-        Proto => 'tcp',
-        Timeout => $timeout,
-    ) or return (undef, "connect to 127.0.0.1:$port: $!");
+    my $what = "connect to 127.0.0.1:$port";
+    socket(my $s, PF_INET, SOCK_STREAM, IPPROTO_TCP)
+        or return (undef, "socket: $!");
+    my $flags = fcntl($s, F_GETFL, 0) or return (undef, "fcntl: $!");
+    fcntl($s, F_SETFL, $flags | O_NONBLOCK) or return (undef, "fcntl: $!");
+    if (!connect($s, pack_sockaddr_in($port, $LOOPBACK))) {
+        return (undef, "$what: $!") unless $! == EINPROGRESS;
+        return (undef, "$what: timeout")
+            unless _wait_fd($s, 1, time + $timeout);
+        my $err = unpack('i', getsockopt($s, SOL_SOCKET, SO_ERROR));
+        if ($err) {
+            $! = $err;
+            return (undef, "$what: $!");
+        }
+    }
     setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
-    $s->blocking(0);
     return ($s, undef);
+}
+
+# Waits until $s is readable (or writable); false on timeout.
+sub _wait_fd {
+    my ($s, $write, $deadline) = @_;
+    return 0 unless defined $s;
+    my $bits = '';
+    vec($bits, fileno($s), 1) = 1;
+    for (;;) {
+        my $left = $deadline - time;
+        return 0 if $left <= 0;
+        my $v = $bits;
+        my $n = $write ? select(undef, $v, undef, $left)
+                       : select($v, undef, undef, $left);
+        return 1 if $n > 0;
+        return 0 if $n < 0 && $! != EINTR;
+    }
 }
 
 sub _write_all {
     my ($s, $data, $deadline) = @_;
-    my $sel = IO::Select->new($s);
     my $off = 0;
     while ($off < length $data) {
-        my $left = $deadline - time;
-        return 'timeout writing request' if $left <= 0;
-        next unless $sel->can_write($left);
         my $n = syswrite($s, $data, length($data) - $off, $off);
         if (!defined $n) {
-            next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
-            return "write: $!";
+            return "write: $!"
+                unless $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
+            return 'timeout writing request'
+                unless _wait_fd($s, 1, $deadline);
+            next;
         }
         $off += $n;
     }
@@ -810,11 +835,8 @@ sub _write_all {
 # Reads more data into $$buf; returns bytes read, 0 on EOF, undef + error.
 sub _fill {
     my ($s, $buf, $deadline) = @_;
-    my $sel = IO::Select->new($s);
     for (;;) {
-        my $left = $deadline - time;
-        return (undef, 'timeout') if $left <= 0;
-        next unless $sel->can_read($left);
+        return (undef, 'timeout') unless _wait_fd($s, 0, $deadline);
         my $n = sysread($s, $$buf, 65536, length $$buf);
         if (!defined $n) {
             next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
