@@ -223,13 +223,19 @@ print "DIR ", $t->testdir, "\n";
 if ($ARGV[0] eq 'die') {
     ok(1, 'something');
     die "boom\n";
+} elsif ($ARGV[0] eq 'crash') {
+    my @w = $t->worker_pids;
+    print "WORKERS @w\n";
+    kill 'KILL', $t->master_pid;
+    $t->wait_for(sub { !$t->is_running });
+} else {
+    $t->reload("http { oops; }\n");
 }
-$t->reload("http { oops; }\n");
 done_testing();
 EOF
 $t->write_file('child.t', $script);
 my $child = $t->testdir . '/child.t';
-for my $mode (qw(die emerg)) {
+for my $mode (qw(die emerg crash)) {
     my $out = `$^X -I$FindBin::Bin/lib $child $mode 2>&1`;
     my $status = $? >> 8;
     my ($pid) = $out =~ /^PID (\d+)/m;
@@ -242,6 +248,13 @@ for my $mode (qw(die emerg)) {
         like($out, qr/not ok \d+ - main: no alert, crit, emerg/,
             'emerg: log check failed');
         like($out, qr/\[emerg\].*oops/, 'emerg: offending line shown');
+    }
+    if ($mode eq 'crash') {
+        like($out, qr/nginx exited on its own/, 'crash: reported');
+        my ($w) = $out =~ /^WORKERS (.+)$/m;
+        # killed workers are reaped by init, a moment later
+        ok($w && $t->wait_for(sub { !grep { kill 0, $_ } split ' ', $w },
+            timeout => 5, what => 'workers gone'), 'crash: workers killed');
     }
     system('rm', '-rf', $dir) if $dir && $dir =~ /ts-main-/;
 }

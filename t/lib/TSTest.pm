@@ -10,7 +10,7 @@ package TSTest;
 use strict;
 use warnings;
 
-use Carp qw(croak carp);
+use Carp qw(croak);
 use Errno qw(EINTR EAGAIN EWOULDBLOCK EINPROGRESS);
 use Fcntl qw(:flock O_CREAT O_RDONLY F_GETFL F_SETFL O_NONBLOCK);
 use File::Path qw(remove_tree);
@@ -89,7 +89,8 @@ sub new {
     my $id = ++$INSTANCE_ID;
     my $self = bless {
         id => $id,
-        name => $opts{name} // ($id == 1 ? 'main' : "nginx$id"),
+        name => $opts{name} // ((grep { $_->{name} eq 'main' } @INSTANCES)
+                                 ? "nginx$id" : 'main'),
         workers => $opts{workers} // 1,
         module => $opts{module} // 1,
         log_level => $opts{log_level} // $ENV{TS_LOG_LEVEL} // 'info',
@@ -517,6 +518,13 @@ sub is_running {
     my $r = waitpid($self->{pid}, WNOHANG);
     if ($r == $self->{pid}) {
         $self->{exit_status} = $?;
+        if ($self->{serving} && !$self->{stopping}) {
+            push @{$self->{problems}}, "$self->{name}: nginx exited on its own"
+                . " (wait status $?)";
+        }
+        # a master that died leaves its workers: they are in its group
+        kill 'KILL', -$self->{pid} if $?;
+        $self->{serving} = 0;
         $self->{pid} = undef;
         return 0;
     }
@@ -611,6 +619,7 @@ sub start {
        quiet => 1);
 
     if ($ok && $ok > 0) {
+        $self->{serving} = 1;
         _note(1, "$self->{name}: started, master pid $pid, ports "
             . join(" ", $self->listen_ports));
         return 1;
@@ -662,6 +671,7 @@ sub stop {
     my $pid = $self->{pid};
     $self->_close_conns;
 
+    local $self->{stopping} = 1;
     _note(1, "$self->{name}: stopping (QUIT)");
     kill 'QUIT', $pid;
     my $graceful = $self->_wait_exit($self->{stop_timeout});
@@ -677,6 +687,9 @@ sub stop {
         }
         # whatever is left in nginx's process group (orphaned workers)
         kill 'KILL', -$pid;
+    } elsif (my $st = $self->{exit_status}) {
+        push @{$self->{problems}}, "$self->{name}: nginx master exited with "
+            . ($st & 127 ? "signal " . ($st & 127) : "status " . ($st >> 8));
     }
     return $graceful;
 }
