@@ -15,7 +15,7 @@ static void ngx_http_traffic_shift_upstream_sync(
 static void ngx_http_traffic_shift_peers_sync(
     ngx_http_traffic_shift_upstream_t *ups,
     ngx_http_upstream_rr_peers_t *peers, ngx_uint_t *n, ngx_uint_t *live);
-static void ngx_http_traffic_shift_snapshot(
+static ngx_int_t ngx_http_traffic_shift_snapshot(
     ngx_http_traffic_shift_split_t *split, ngx_log_t *log);
 static ngx_http_traffic_shift_ctx_t *ngx_http_traffic_shift_decide(
     ngx_http_request_t *r, ngx_http_traffic_shift_split_t *split);
@@ -214,7 +214,7 @@ void
 ngx_http_traffic_shift_refresh(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_log_t *log)
 {
-    ngx_uint_t                           i, version;
+    ngx_uint_t                           i, version, again;
     ngx_http_traffic_shift_split_t     **splitp;
     ngx_http_traffic_shift_upstream_t  **upsp;
 
@@ -237,12 +237,19 @@ ngx_http_traffic_shift_refresh(ngx_http_traffic_shift_main_conf_t *mcf,
     }
 
     splitp = mcf->splits.elts;
+    again = 0;
 
     for (i = 0; i < mcf->splits.nelts; i++) {
-        ngx_http_traffic_shift_snapshot(splitp[i], log);
+        if (ngx_http_traffic_shift_snapshot(splitp[i], log) == NGX_AGAIN) {
+            again = 1;
+        }
     }
 
-    mcf->version = version;
+    /* a writer was inside its section: look again on the next request */
+
+    if (!again) {
+        mcf->version = version;
+    }
 }
 
 
@@ -358,7 +365,7 @@ ngx_http_traffic_shift_peers_sync(ngx_http_traffic_shift_upstream_t *ups,
 }
 
 
-static void
+static ngx_int_t
 ngx_http_traffic_shift_snapshot(ngx_http_traffic_shift_split_t *split,
     ngx_log_t *log)
 {
@@ -378,7 +385,7 @@ ngx_http_traffic_shift_snapshot(ngx_http_traffic_shift_split_t *split,
     if (rc != NGX_OK) {
         if (snap->valid) {
             /* keep the last consistent weights */
-            return;
+            return rc;
         }
 
         w.generation = 0;
@@ -469,6 +476,8 @@ ngx_http_traffic_shift_snapshot(ngx_http_traffic_shift_split_t *split,
 
     snap->generation = w.generation;
     snap->valid = 1;
+
+    return rc;
 }
 
 
@@ -550,7 +559,7 @@ ngx_http_traffic_shift_decide(ngx_http_request_t *r,
     ngx_http_traffic_shift_refresh(mcf, r->connection->log);
 
     if (!split->snap.valid) {
-        ngx_http_traffic_shift_snapshot(split, r->connection->log);
+        (void) ngx_http_traffic_shift_snapshot(split, r->connection->log);
     }
 
     i = NGX_DECLINED;
