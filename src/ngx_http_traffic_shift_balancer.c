@@ -350,13 +350,13 @@ ngx_http_traffic_shift_peers_sync(ngx_http_traffic_shift_upstream_t *ups,
                || (!*fail_open
                    && !ngx_http_traffic_shift_zone_server_live(server));
 
-#if (nginx_version >= 1029006)
-        /* the flag became a bit mask: only ours is changed */
+#if defined(NGX_HTTP_UPSTREAM_FAILED)
+        /* 1.29.6+: a bit mask ("draining" with sticky): change ours only */
         if (down) {
-            peer->down |= 1;
+            peer->down |= NGX_HTTP_UPSTREAM_FAILED;
 
         } else {
-            peer->down &= ~1;
+            peer->down &= ~NGX_HTTP_UPSTREAM_FAILED;
         }
 #else
         peer->down = down;
