@@ -11,8 +11,45 @@
 #include "ngx_http_traffic_shift.h"
 
 
+#define NGX_HTTP_TS_HC_HTTP       0
+#define NGX_HTTP_TS_HC_TCP        1
+#define NGX_HTTP_TS_HC_HTTPS      2
+
+/* status codes 0..599, one bit each */
+#define NGX_HTTP_TS_HC_STATUS_MAX 600
+
+
 struct ngx_http_traffic_shift_health_conf_s {
-    ngx_uint_t  type;
+    ngx_uint_t                 type;
+    ngx_str_t                  uri;
+    ngx_str_t                  host;
+    in_port_t                  port;
+
+    /* https: the server name sent in SNI, NUL-terminated, or empty */
+    ngx_str_t                  sni;
+
+    ngx_msec_t                 interval;
+    ngx_msec_t                 jitter;
+    ngx_msec_t                 timeout;
+    ngx_uint_t                 fails;
+    ngx_uint_t                 passes;
+
+    uint32_t                   status[(NGX_HTTP_TS_HC_STATUS_MAX + 31) / 32];
+
+#if (NGX_PCRE)
+    ngx_regex_t               *body;
+#endif
+    ngx_str_t                  body_pattern;
+
+    /* "GET uri HTTP/1.0" and its headers */
+    ngx_str_t                  request;
+
+#if (NGX_HTTP_SSL)
+    ngx_ssl_t                 *ssl;
+#endif
+
+    u_char                    *file_name;
+    ngx_uint_t                 line;
 };
 
 
@@ -22,6 +59,15 @@ ngx_int_t ngx_http_traffic_shift_health_init(ngx_conf_t *cf,
     ngx_http_traffic_shift_main_conf_t *mcf);
 ngx_int_t ngx_http_traffic_shift_health_init_process(ngx_cycle_t *cycle);
 void ngx_http_traffic_shift_health_exit_process(ngx_cycle_t *cycle);
+
+/*
+ * The state of a server as the admin API and metrics show it: "up",
+ * "down", "checking" (health-checked, not probed yet: routed to, but not
+ * confirmed) or "admin_down".
+ */
+ngx_str_t *ngx_http_traffic_shift_health_state(
+    ngx_http_traffic_shift_upstream_t *ups,
+    ngx_http_traffic_shift_server_t *server);
 
 
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_HEALTH_H_INCLUDED_ */
