@@ -895,14 +895,19 @@ static u_char *
 ngx_http_traffic_shift_health_log_error(ngx_log_t *log, u_char *buf,
     size_t len)
 {
+    u_char                          *p;
     ngx_http_traffic_shift_probe_t  *probe;
 
     probe = log->data;
 
-    return ngx_snprintf(buf, len,
-                        " while checking health of server %V (%V) "
-                        "in upstream \"%V\"",
-                        &probe->server->name, &probe->name,
+    p = ngx_snprintf(buf, len, " while checking health of server %V",
+                     &probe->server->name);
+
+    if (probe->name.data != probe->server->name.data) {
+        p = ngx_snprintf(p, buf + len - p, " on %V", &probe->name);
+    }
+
+    return ngx_snprintf(p, buf + len - p, " in upstream \"%V\"",
                         &probe->ups->uscf->host);
 }
 
@@ -1006,6 +1011,8 @@ static ngx_int_t
 ngx_http_traffic_shift_health_lease(ngx_http_traffic_shift_probe_t *probe,
     ngx_msec_t *delay)
 {
+    ngx_int_t                             rc;
+    ngx_pid_t                             owner;
     ngx_msec_t                            now, due, lease;
     ngx_msec_int_t                        left;
     ngx_http_traffic_shift_sh_server_t   *sh;
@@ -1018,9 +1025,10 @@ ngx_http_traffic_shift_health_lease(ngx_http_traffic_shift_probe_t *probe,
 
     ngx_shmtx_lock(&probe->mcf->shpool->mutex);
 
+    owner = sh->lease_pid;
     left = (ngx_msec_int_t) (sh->lease_expire - now);
 
-    if (sh->lease_pid != ngx_pid && sh->lease_pid != 0 && left > 0) {
+    if (owner != ngx_pid && owner != 0 && left > 0) {
 
         /* another worker probes this server: look again when it expires */
 
@@ -1031,35 +1039,38 @@ ngx_http_traffic_shift_health_lease(ngx_http_traffic_shift_probe_t *probe,
         return NGX_DECLINED;
     }
 
-    if (sh->last_probe_msec) {
-        due = sh->last_probe_msec + conf->interval;
-        left = (ngx_msec_int_t) (due - now);
-
-        if (left > 0) {
-
-            /*
-             * probed less than an interval ago, by the worker that held
-             * the lease before: keep its rhythm
-             */
-
-            sh->lease_pid = ngx_pid;
-            sh->lease_expire = due + lease;
-
-            ngx_shmtx_unlock(&probe->mcf->shpool->mutex);
-
-            *delay = left;
-
-            return NGX_DECLINED;
-        }
-    }
+    due = sh->last_probe_msec + conf->interval;
+    left = (ngx_msec_int_t) (due - now);
 
     sh->lease_pid = ngx_pid;
-    sh->lease_expire = now + lease;
-    sh->last_probe_msec = now;
+
+    if (sh->last_probe_msec && left > 0) {
+
+        /*
+         * probed less than an interval ago, by the worker that held the
+         * lease before: keep its rhythm
+         */
+
+        sh->lease_expire = due + lease;
+        *delay = left;
+        rc = NGX_DECLINED;
+
+    } else {
+        sh->lease_expire = now + lease;
+        sh->last_probe_msec = now;
+        rc = NGX_OK;
+    }
 
     ngx_shmtx_unlock(&probe->mcf->shpool->mutex);
 
-    return NGX_OK;
+    if (owner != ngx_pid) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "traffic_shift: this worker now checks the health of "
+                      "server %V in upstream \"%V\"",
+                      &probe->server->name, &probe->ups->uscf->host);
+    }
+
+    return rc;
 }
 
 
