@@ -18,16 +18,33 @@
  */
 
 
-#define NGX_HTTP_TS_HC_CONNECT    0
-#define NGX_HTTP_TS_HC_HANDSHAKE  1
-#define NGX_HTTP_TS_HC_SEND       2
-#define NGX_HTTP_TS_HC_RECV       3
+#define NGX_HTTP_TS_HC_CONNECT     0
+#define NGX_HTTP_TS_HC_HANDSHAKE   1
+#define NGX_HTTP_TS_HC_SEND        2
+#define NGX_HTTP_TS_HC_RECV        3
 
 /* the response is read to the end; a body to match is kept up to this */
-#define NGX_HTTP_TS_HC_BODY_MAX   16384
-#define NGX_HTTP_TS_HC_BUF_SIZE   1024
+#define NGX_HTTP_TS_HC_BODY_MAX    16384
+#define NGX_HTTP_TS_HC_BUF_SIZE    1024
 
-#define NGX_HTTP_TS_HC_USER_AGENT "nginx-traffic-shift health check"
+#define NGX_HTTP_TS_HC_USER_AGENT  "nginx-traffic-shift health check"
+
+/* health_check parameters, in the order of the table below */
+#define NGX_HTTP_TS_HC_P_TYPE      0
+#define NGX_HTTP_TS_HC_P_URI       1
+#define NGX_HTTP_TS_HC_P_HOST      2
+#define NGX_HTTP_TS_HC_P_PORT      3
+#define NGX_HTTP_TS_HC_P_INTERVAL  4
+#define NGX_HTTP_TS_HC_P_JITTER    5
+#define NGX_HTTP_TS_HC_P_TIMEOUT   6
+#define NGX_HTTP_TS_HC_P_FAILS     7
+#define NGX_HTTP_TS_HC_P_PASSES    8
+#define NGX_HTTP_TS_HC_P_STATUS    9
+#define NGX_HTTP_TS_HC_P_BODY      10
+
+#define NGX_HTTP_TS_HC_P_HTTP_ONLY                                            \
+    (1 << NGX_HTTP_TS_HC_P_URI | 1 << NGX_HTTP_TS_HC_P_HOST                   \
+     | 1 << NGX_HTTP_TS_HC_P_STATUS | 1 << NGX_HTTP_TS_HC_P_BODY)
 
 
 typedef struct {
@@ -95,6 +112,7 @@ static void ngx_http_traffic_shift_health_start(
 static void ngx_http_traffic_shift_health_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_traffic_shift_health_test_connect(
     ngx_http_traffic_shift_probe_t *probe);
+static char *ngx_http_traffic_shift_health_connect_error(ngx_err_t err);
 static void ngx_http_traffic_shift_health_connected(
     ngx_http_traffic_shift_probe_t *probe);
 #if (NGX_HTTP_SSL)
@@ -117,37 +135,18 @@ static void ngx_http_traffic_shift_health_close(
 
 
 static ngx_str_t  ngx_http_traffic_shift_health_params[] = {
-#define NGX_HTTP_TS_HC_P_TYPE      0
     ngx_string("type"),
-#define NGX_HTTP_TS_HC_P_URI       1
     ngx_string("uri"),
-#define NGX_HTTP_TS_HC_P_HOST      2
     ngx_string("host"),
-#define NGX_HTTP_TS_HC_P_PORT      3
     ngx_string("port"),
-#define NGX_HTTP_TS_HC_P_INTERVAL  4
     ngx_string("interval"),
-#define NGX_HTTP_TS_HC_P_JITTER    5
     ngx_string("jitter"),
-#define NGX_HTTP_TS_HC_P_TIMEOUT   6
     ngx_string("timeout"),
-#define NGX_HTTP_TS_HC_P_FAILS     7
     ngx_string("fails"),
-#define NGX_HTTP_TS_HC_P_PASSES    8
     ngx_string("passes"),
-#define NGX_HTTP_TS_HC_P_STATUS    9
     ngx_string("status"),
-#define NGX_HTTP_TS_HC_P_BODY      10
     ngx_string("body"),
     ngx_null_string
-};
-
-
-static ngx_str_t  ngx_http_traffic_shift_health_states[] = {
-    ngx_string("up"),
-    ngx_string("down"),
-    ngx_string("checking"),
-    ngx_string("admin_down")
 };
 
 
@@ -429,21 +428,21 @@ ngx_http_traffic_shift_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
         }
     }
 
+    /* what only makes sense for http and https */
+
     if (hc->type == NGX_HTTP_TS_HC_TCP) {
 
-        for (k = NGX_HTTP_TS_HC_P_URI; k <= NGX_HTTP_TS_HC_P_BODY; k++) {
+        for (k = 0; ngx_http_traffic_shift_health_params[k].len; k++) {
 
-            if (k == NGX_HTTP_TS_HC_P_URI || k == NGX_HTTP_TS_HC_P_HOST
-                || k == NGX_HTTP_TS_HC_P_STATUS || k == NGX_HTTP_TS_HC_P_BODY)
-            {
-                if (seen & (1 << k)) {
-                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                  "health_check parameter \"%V\" is not "
-                                  "allowed with type=tcp",
-                                  &ngx_http_traffic_shift_health_params[k]);
-                    return NGX_CONF_ERROR;
-                }
+            if (!(seen & NGX_HTTP_TS_HC_P_HTTP_ONLY & (1 << k))) {
+                continue;
             }
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "health_check parameter \"%V\" is not "
+                               "allowed with type=tcp",
+                               &ngx_http_traffic_shift_health_params[k]);
+            return NGX_CONF_ERROR;
         }
     }
 
@@ -1095,6 +1094,7 @@ ngx_http_traffic_shift_health_release(ngx_http_traffic_shift_probe_t *probe)
 static void
 ngx_http_traffic_shift_health_start(ngx_http_traffic_shift_probe_t *probe)
 {
+    char              *reason;
     ngx_int_t          rc;
     ngx_err_t          err;
     ngx_connection_t  *c;
@@ -1143,18 +1143,23 @@ ngx_http_traffic_shift_health_start(ngx_http_traffic_shift_probe_t *probe)
                    "traffic_shift health check of %V in \"%V\": connect %i",
                    &probe->name, &probe->ups->uscf->host, rc);
 
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+    if (rc == NGX_DECLINED) {
         probe->pc.connection = NULL;
-
-        if (rc == NGX_DECLINED && err == NGX_ECONNREFUSED) {
-            ngx_http_traffic_shift_health_done(probe,
-                                               NGX_HTTP_TS_PROBE_FAIL,
-                                               "connect refused");
-            return;
-        }
-
+        reason = ngx_http_traffic_shift_health_connect_error(err);
         ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                           "connect failed");
+                                           reason);
+        return;
+    }
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY) {
+
+        /*
+         * no socket or connection here, already logged: the probe was not
+         * sent, which says nothing of the server
+         */
+
+        probe->pc.connection = NULL;
+        ngx_http_traffic_shift_health_close(probe);
         return;
     }
 
@@ -1186,6 +1191,7 @@ ngx_http_traffic_shift_health_start(ngx_http_traffic_shift_probe_t *probe)
 static void
 ngx_http_traffic_shift_health_handler(ngx_event_t *ev)
 {
+    char                            *reason;
     ngx_connection_t                *c;
     ngx_http_traffic_shift_probe_t  *probe;
 
@@ -1201,12 +1207,22 @@ ngx_http_traffic_shift_health_handler(ngx_event_t *ev)
     if (ev->timedout) {
         c->timedout = 1;
 
+        switch (probe->phase) {
+
+        case NGX_HTTP_TS_HC_CONNECT:
+            reason = "timeout while connecting";
+            break;
+
+        case NGX_HTTP_TS_HC_SEND:
+            reason = "timeout while sending request";
+            break;
+
+        default:
+            reason = "timeout while reading response";
+        }
+
         ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_TIMEOUT,
-                               probe->phase == NGX_HTTP_TS_HC_CONNECT
-                               ? "timeout while connecting"
-                               : probe->phase == NGX_HTTP_TS_HC_RECV
-                               ? "timeout while reading response"
-                               : "timeout while sending request");
+                                           reason);
         return;
     }
 
@@ -1255,7 +1271,7 @@ ngx_http_traffic_shift_health_test_connect(
 
 #if (NGX_HAVE_KQUEUE)
 
-    if (ngx_event_flags & NGX_USE_KQUEUE_EVENT)  {
+    if (ngx_event_flags & NGX_USE_KQUEUE_EVENT) {
         err = 0;
 
         if (c->write->pending_eof || c->read->pending_eof) {
@@ -1285,28 +1301,31 @@ ngx_http_traffic_shift_health_test_connect(
 
     c->error = 1;
 
-    switch (err) {
-
-    case NGX_ECONNREFUSED:
-        reason = "connect refused";
-        break;
-
-    case NGX_ETIMEDOUT:
-        reason = "connect timed out";
-        break;
-
-    case NGX_EHOSTUNREACH:
-    case NGX_ENETUNREACH:
-        reason = "host unreachable";
-        break;
-
-    default:
-        reason = "connect failed";
-    }
-
+    reason = ngx_http_traffic_shift_health_connect_error(err);
     ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL, reason);
 
     return NGX_ERROR;
+}
+
+
+static char *
+ngx_http_traffic_shift_health_connect_error(ngx_err_t err)
+{
+    switch (err) {
+
+    case NGX_ECONNREFUSED:
+        return "connect refused";
+
+    case NGX_ETIMEDOUT:
+        return "connect timed out";
+
+    case NGX_EHOSTUNREACH:
+    case NGX_ENETUNREACH:
+        return "host unreachable";
+
+    default:
+        return "connect failed";
+    }
 }
 
 
@@ -1400,7 +1419,7 @@ ngx_http_traffic_shift_health_ssl_handshake(ngx_connection_t *c)
     if (c->read->timedout) {
         c->timedout = 1;
         ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_TIMEOUT,
-                                           "timeout in tls handshake");
+                                           "timeout during tls handshake");
         return;
     }
 
@@ -1790,26 +1809,3 @@ ngx_http_traffic_shift_health_close(ngx_http_traffic_shift_probe_t *probe)
     probe->busy = 0;
 }
 
-
-ngx_str_t *
-ngx_http_traffic_shift_health_state(ngx_http_traffic_shift_upstream_t *ups,
-    ngx_http_traffic_shift_server_t *server)
-{
-    ngx_http_traffic_shift_sh_server_t  *sh;
-
-    sh = server->sh;
-
-    if (sh && sh->admin_down) {
-        return &ngx_http_traffic_shift_health_states[3];
-    }
-
-    if (server->conf_down || (sh && sh->state == NGX_HTTP_TS_DOWN)) {
-        return &ngx_http_traffic_shift_health_states[NGX_HTTP_TS_DOWN];
-    }
-
-    if (ups->health && sh && sh->last_probe == 0) {
-        return &ngx_http_traffic_shift_health_states[NGX_HTTP_TS_CHECKING];
-    }
-
-    return &ngx_http_traffic_shift_health_states[NGX_HTTP_TS_UP];
-}

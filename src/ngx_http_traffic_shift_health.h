@@ -60,14 +60,5 @@ ngx_int_t ngx_http_traffic_shift_health_init(ngx_conf_t *cf,
 ngx_int_t ngx_http_traffic_shift_health_init_process(ngx_cycle_t *cycle);
 void ngx_http_traffic_shift_health_exit_process(ngx_cycle_t *cycle);
 
-/*
- * The state of a server as the admin API and metrics show it: "up",
- * "down", "checking" (health-checked, not probed yet: routed to, but not
- * confirmed) or "admin_down".
- */
-ngx_str_t *ngx_http_traffic_shift_health_state(
-    ngx_http_traffic_shift_upstream_t *ups,
-    ngx_http_traffic_shift_server_t *server);
-
 
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_HEALTH_H_INCLUDED_ */
