@@ -46,16 +46,25 @@ ok($t->wait_for(sub { $b->backend_hits('b1', qr{^/healthz$}) >= 1
                       && $b->backend_hits('b2', qr{^/healthz$}) >= 1 },
                 timeout => 5, what => 'first probes'), 'probing');
 
-# probes of a backend logged in [from, from + WINDOW)
+# probes of a backend logged in [from, from + WINDOW); notes the longest
+# gap between probes, counting from the last one before the window
 sub window {
     my ($name, $from) = @_;
     my $wait = $from + $WINDOW + 0.3 - time;
     sleep $wait if $wait > 0;
-    return scalar grep {
-        $_->{uri} eq '/healthz' && $_->{time} >= $from
-            && $_->{time} < $from + $WINDOW
-    } $b->backend_log($name);
+    my @all = map { $_->{time} } grep { $_->{uri} eq '/healthz' }
+        $b->backend_log($name);
+    my @t = grep { $_ >= $from && $_ < $from + $WINDOW } @all;
+    my @before = grep { $_ < $from } @all;
+    my @g = ((@before ? ($before[-1]) : ()), @t);
+    my $gap = 0;
+    for my $i (1 .. $#g) {
+        $gap = $g[$i] - $g[$i - 1] if $g[$i] - $g[$i - 1] > $gap;
+    }
+    note(sprintf('%s: %d probes, longest gap %.3fs', $name, scalar @t, $gap));
+    return scalar @t;
 }
+
 
 # the pid of the worker that last took the lease of a server
 sub owner {
