@@ -65,12 +65,29 @@ for my $name (sort keys %cases) {
         . "health_check $q interval=300ms fails=1 passes=1 $params; }\n";
 }
 
+# a server "down" in the configuration is never probed and stays down,
+# even when the upstream fails open
+$upstreams .= <<'EOF';
+    upstream conf_down {
+        server 127.0.0.1:%%PORT_ok%% down;
+        server 127.0.0.1:%%PORT_s404%%;
+        health_check uri=/healthz?u=conf_down status=200-499 interval=300ms;
+    }
+    upstream conf_down_open {
+        server 127.0.0.1:%%PORT_ok%% down;
+        server 127.0.0.1:%%PORT_s503%%;
+        health_check uri=/healthz?u=conf_down_open interval=300ms;
+    }
+EOF
+
 $t->write_config(<<"EOF");
 http {
 $upstreams
     server {
         listen 127.0.0.1:%%PORT_main%%;
         location / { proxy_pass http://default_ok; }
+        location /conf_down { proxy_pass http://conf_down; }
+        location /conf_down_open { proxy_pass http://conf_down_open; }
     }
 }
 EOF
@@ -141,6 +158,20 @@ like($log, qr/health check of server \Q${\ address('timeout')}\E in upstream "ti
 ok($t->wait_for(sub { $t->error_log =~ /upstream "tcp_closed" failed.*\n(?s:.*)upstream "tcp_closed" failed/ },
                 timeout => 5, what => 'two tcp probes'),
    'tcp probes repeat');
+
+# down in the configuration
+
+ok($t->wait_for(sub { $b->backend_hits('s404', qr{^/healthz\?u=conf_down$}) >= 2
+                      && $t->error_log =~ /upstream "conf_down_open" is down/ },
+                timeout => 5, what => 'conf_down probes'),
+   'the other servers of those upstreams are probed');
+is($b->backend_hits('ok', qr{^/healthz\?u=conf_down}), 0,
+   'a server down in the configuration is not probed');
+is_deeply($t->count_backends(n => 10, path => '/conf_down'), { s404 => 10 },
+          'and gets no request');
+is_deeply($t->count_backends(n => 10, path => '/conf_down_open'),
+          { s503 => 10 },
+          'not even when the upstream fails open');
 
 close $hole;
 
