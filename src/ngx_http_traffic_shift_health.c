@@ -69,7 +69,7 @@ typedef struct {
     ngx_http_request_t                    *request;
     ngx_http_status_t                      status;
     u_char                                *sent;
-    u_char                                *header_end;
+    u_char                                *status_end;
     ngx_uint_t                             phase;
 
     unsigned                               busy:1;
@@ -126,6 +126,12 @@ static void ngx_http_traffic_shift_health_recv(
     ngx_http_traffic_shift_probe_t *probe);
 static void ngx_http_traffic_shift_health_response(
     ngx_http_traffic_shift_probe_t *probe);
+#if (NGX_PCRE)
+static char *ngx_http_traffic_shift_health_match(
+    ngx_http_traffic_shift_probe_t *probe);
+#endif
+static ngx_uint_t ngx_http_traffic_shift_health_status_ok(
+    ngx_http_traffic_shift_health_conf_t *conf, ngx_uint_t code);
 static void ngx_http_traffic_shift_health_done(
     ngx_http_traffic_shift_probe_t *probe, ngx_uint_t result, char *reason);
 static void ngx_http_traffic_shift_health_record(
@@ -1109,7 +1115,7 @@ ngx_http_traffic_shift_health_start(ngx_http_traffic_shift_probe_t *probe)
     probe->status_parsed = 0;
     probe->buf = NULL;
     probe->request = NULL;
-    probe->header_end = NULL;
+    probe->status_end = NULL;
     probe->sent = probe->conf->request.data;
 
     ngx_memzero(&probe->status, sizeof(ngx_http_status_t));
@@ -1490,8 +1496,8 @@ ngx_http_traffic_shift_health_send(ngx_http_traffic_shift_probe_t *probe)
     probe->request = ngx_pcalloc(probe->pool, sizeof(ngx_http_request_t));
 
     if (probe->buf == NULL || probe->request == NULL) {
-        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                           "out of memory");
+        /* not the server's failure */
+        ngx_http_traffic_shift_health_close(probe);
         return;
     }
 
@@ -1502,7 +1508,6 @@ ngx_http_traffic_shift_health_send(ngx_http_traffic_shift_probe_t *probe)
 static void
 ngx_http_traffic_shift_health_recv(ngx_http_traffic_shift_probe_t *probe)
 {
-    u_char            *p;
     ssize_t            n;
     ngx_int_t          rc;
     ngx_buf_t         *b;
@@ -1583,14 +1588,13 @@ ngx_http_traffic_shift_health_recv(ngx_http_traffic_shift_probe_t *probe)
 
         probe->status_parsed = 1;
 
-        /* the end of the status line: headers, if any, follow */
-        p = b->pos - 1;
-        probe->header_end = p;
+        /* the status line's LF: the headers, if any, follow */
+        probe->status_end = b->pos - 1;
 
-        if (probe->status.code >= NGX_HTTP_TS_HC_STATUS_MAX
-            || !(probe->conf->status[probe->status.code / 32]
-                 & ((uint32_t) 1 << (probe->status.code % 32))))
+        if (!ngx_http_traffic_shift_health_status_ok(probe->conf,
+                                                     probe->status.code))
         {
+            /* no need to read further */
             ngx_http_traffic_shift_health_response(probe);
             return;
         }
@@ -1603,76 +1607,35 @@ ngx_http_traffic_shift_health_recv(ngx_http_traffic_shift_probe_t *probe)
 static void
 ngx_http_traffic_shift_health_response(ngx_http_traffic_shift_probe_t *probe)
 {
-    ngx_uint_t  code;
-#if (NGX_PCRE)
-    u_char     *p, *q, *last;
-    ngx_int_t   rc;
-    ngx_str_t   body;
-#endif
-    u_char      reason[NGX_HTTP_TS_ERR_LEN];
+    char        *reason;
+    ngx_uint_t   code;
+    u_char       status[NGX_HTTP_TS_ERR_LEN];
 
     if (!probe->status_parsed) {
+        reason = (probe->buf->last == probe->buf->start) ? "empty response"
+                                                         : "bad status line";
         ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                           probe->buf->last == probe->buf->start
-                                           ? "empty response"
-                                           : "bad status line");
+                                           reason);
         return;
     }
 
     code = probe->status.code;
 
-    if (code >= NGX_HTTP_TS_HC_STATUS_MAX
-        || !(probe->conf->status[code / 32] & ((uint32_t) 1 << (code % 32))))
-    {
-        ngx_snprintf(reason, sizeof(reason), "status %ui%Z", code);
+    if (!ngx_http_traffic_shift_health_status_ok(probe->conf, code)) {
+        ngx_snprintf(status, sizeof(status), "status %ui%Z", code);
         ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                           (char *) reason);
+                                           (char *) status);
         return;
     }
 
 #if (NGX_PCRE)
 
     if (probe->conf->body) {
+        reason = ngx_http_traffic_shift_health_match(probe);
 
-        /* the body starts after an empty line */
-
-        last = probe->buf->last;
-        body.data = last;
-
-        for (p = probe->header_end; p < last; p++) {
-
-            if (*p != LF) {
-                continue;
-            }
-
-            q = p + 1;
-
-            if (q < last && *q == CR) {
-                q++;
-            }
-
-            if (q < last && *q == LF) {
-                body.data = q + 1;
-                break;
-            }
-        }
-
-        body.len = last - body.data;
-
-        rc = ngx_regex_exec(probe->conf->body, &body, NULL, 0);
-
-        if (rc == NGX_REGEX_NO_MATCHED) {
+        if (reason) {
             ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                               "body mismatch");
-            return;
-        }
-
-        if (rc < 0) {
-            ngx_log_error(NGX_LOG_ALERT, &probe->log, 0,
-                          ngx_regex_exec_n " failed: %i on \"%V\"",
-                          rc, &probe->conf->body_pattern);
-            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                               "body match failed");
+                                               reason);
             return;
         }
     }
@@ -1680,6 +1643,72 @@ ngx_http_traffic_shift_health_response(ngx_http_traffic_shift_probe_t *probe)
 #endif
 
     ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_OK, NULL);
+}
+
+
+#if (NGX_PCRE)
+
+/* the body follows the empty line after the headers: NULL if it matches */
+
+static char *
+ngx_http_traffic_shift_health_match(ngx_http_traffic_shift_probe_t *probe)
+{
+    u_char     *p, *q, *last;
+    ngx_int_t   rc;
+    ngx_str_t   body;
+
+    last = probe->buf->last;
+    body.data = last;
+
+    for (p = probe->status_end; p < last; p++) {
+
+        if (*p != LF) {
+            continue;
+        }
+
+        q = p + 1;
+
+        if (q < last && *q == CR) {
+            q++;
+        }
+
+        if (q < last && *q == LF) {
+            body.data = q + 1;
+            break;
+        }
+    }
+
+    body.len = last - body.data;
+
+    rc = ngx_regex_exec(probe->conf->body, &body, NULL, 0);
+
+    if (rc >= 0) {
+        return NULL;
+    }
+
+    if (rc == NGX_REGEX_NO_MATCHED) {
+        return "body mismatch";
+    }
+
+    ngx_log_error(NGX_LOG_ALERT, &probe->log, 0,
+                  ngx_regex_exec_n " failed: %i on \"%V\"",
+                  rc, &probe->conf->body_pattern);
+
+    return "body match failed";
+}
+
+#endif
+
+
+static ngx_uint_t
+ngx_http_traffic_shift_health_status_ok(
+    ngx_http_traffic_shift_health_conf_t *conf, ngx_uint_t code)
+{
+    if (code >= NGX_HTTP_TS_HC_STATUS_MAX) {
+        return 0;
+    }
+
+    return (conf->status[code / 32] & ((uint32_t) 1 << (code % 32))) != 0;
 }
 
 
