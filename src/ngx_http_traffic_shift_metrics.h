@@ -11,4 +11,8 @@
 #include "ngx_http_traffic_shift.h"
 
 
+ngx_int_t ngx_http_traffic_shift_metrics(ngx_http_request_t *r,
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_str_t *body);
+
+
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_METRICS_H_INCLUDED_ */

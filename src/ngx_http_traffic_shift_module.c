@@ -9,6 +9,7 @@
 #include "ngx_http_traffic_shift_balancer.h"
 #include "ngx_http_traffic_shift_health.h"
 #include "ngx_http_traffic_shift_api.h"
+#include "ngx_http_traffic_shift_state.h"
 
 
 static ngx_int_t ngx_http_traffic_shift_preconfiguration(ngx_conf_t *cf);
@@ -144,6 +145,10 @@ ngx_http_traffic_shift_postconfiguration(ngx_conf_t *cf)
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_traffic_shift_module);
     umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+
+    if (ngx_http_traffic_shift_api_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     /* upstream{} blocks with health checks are tracked too */
 
@@ -429,7 +434,7 @@ ngx_http_traffic_shift_state(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_http_traffic_shift_state_conf(cf, mcf);
 }
 
 

@@ -826,3 +826,81 @@ ngx_http_traffic_shift_zone_upstream_live(
 
     return 0;
 }
+
+
+/*
+ * An admin mark set through the API: "if_match", when not 0, is the zone
+ * version the client saw; a newer one declines.  "version" is the zone
+ * version after the change.
+ */
+
+ngx_int_t
+ngx_http_traffic_shift_zone_admin_down(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_server_t *server, ngx_uint_t down,
+    ngx_uint_t if_match, ngx_uint_t *version)
+{
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    if (if_match && if_match != mcf->sh->version) {
+        *version = mcf->sh->version;
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (server->sh->admin_down != down) {
+        server->sh->admin_down = down;
+        ngx_http_traffic_shift_zone_changed(mcf);
+    }
+
+    *version = mcf->sh->version;
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* weights saved in the state file: they keep their generation and time */
+
+ngx_int_t
+ngx_http_traffic_shift_zone_restore(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
+    ngx_uint_t generation, time_t updated)
+{
+    ngx_uint_t                          i;
+    ngx_http_traffic_shift_sh_split_t  *rec;
+
+    rec = split->sh;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    if (rec->layout != split->layout) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_ABORT;
+    }
+
+    ngx_http_traffic_shift_write_begin(&rec->seq);
+
+    for (i = 0; i < split->pools.nelts; i++) {
+        rec->pools[i].weight = weights[i];
+    }
+
+    if (generation > rec->generation) {
+        rec->generation = generation;
+
+    } else {
+        rec->generation++;
+    }
+
+    rec->source = NGX_HTTP_TS_SRC_STATE;
+    rec->updated = updated;
+
+    ngx_http_traffic_shift_write_end(&rec->seq);
+
+    ngx_http_traffic_shift_zone_changed(mcf);
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return NGX_OK;
+}

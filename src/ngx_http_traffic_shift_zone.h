@@ -50,6 +50,14 @@ ngx_int_t ngx_http_traffic_shift_zone_set_weights(
 ngx_int_t ngx_http_traffic_shift_zone_set_admin_down(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_server_t *server, ngx_uint_t down);
+ngx_int_t ngx_http_traffic_shift_zone_admin_down(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_server_t *server, ngx_uint_t down,
+    ngx_uint_t if_match, ngx_uint_t *version);
+ngx_int_t ngx_http_traffic_shift_zone_restore(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
+    ngx_uint_t generation, time_t updated);
 ngx_uint_t ngx_http_traffic_shift_zone_server_live(
     ngx_http_traffic_shift_server_t *server);
 ngx_uint_t ngx_http_traffic_shift_zone_upstream_live(
