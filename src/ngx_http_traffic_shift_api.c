@@ -58,6 +58,7 @@ static ngx_int_t ngx_http_traffic_shift_api_body_filter(ngx_http_request_t *r,
 static ngx_int_t ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_path_t *path,
     ngx_http_traffic_shift_api_err_t *err);
+static ngx_int_t ngx_http_traffic_shift_api_raw_path(ngx_http_request_t *r);
 static ngx_http_traffic_shift_server_t *ngx_http_traffic_shift_api_server(
     ngx_http_traffic_shift_upstream_t *ups, ngx_str_t *id, ngx_uint_t *index);
 static ngx_int_t ngx_http_traffic_shift_api_get(ngx_http_request_t *r,
@@ -374,6 +375,15 @@ ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
 
     ngx_memzero(path, sizeof(ngx_http_traffic_shift_api_path_t));
 
+    if (ngx_http_traffic_shift_api_raw_path(r) != NGX_OK) {
+        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
+                                               "invalid_path",
+                                               "the path has an encoded "
+                                               "slash or a \".\" or \"..\" "
+                                               "segment; names are matched "
+                                               "as sent");
+    }
+
     mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
@@ -545,6 +555,68 @@ not_found:
     return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_NOT_FOUND,
                                            "not_found",
                                            "no API resource \"%V\"", &q);
+}
+
+
+/*
+ * nginx resolves "%2F", "." and ".." before the handler sees the URI: an
+ * API path is taken as sent, so a path that has any of them is refused
+ * rather than read as another resource.
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_api_raw_path(ngx_http_request_t *r)
+{
+    u_char      *p, *last, c;
+    ngx_int_t    hi, lo;
+    ngx_uint_t   n, dots;
+
+    p = r->unparsed_uri.data;
+    last = p + r->unparsed_uri.len;
+
+    n = 0;
+    dots = 1;
+
+    for ( ;; ) {
+
+        if (p == last || *p == '?' || *p == '/') {
+
+            if (n && n <= 2 && dots) {
+                return NGX_DECLINED;
+            }
+
+            if (p == last || *p == '?') {
+                return NGX_OK;
+            }
+
+            p++;
+            n = 0;
+            dots = 1;
+            continue;
+        }
+
+        c = *p++;
+
+        if (c == '%' && last - p >= 2) {
+            hi = ngx_hextoi(p, 1);
+            lo = ngx_hextoi(p + 1, 1);
+
+            if (hi != NGX_ERROR && lo != NGX_ERROR) {
+                c = (u_char) (hi * 16 + lo);
+                p += 2;
+
+                if (c == '/' || c == '\\' || c == '\0') {
+                    return NGX_DECLINED;
+                }
+            }
+        }
+
+        n++;
+
+        if (c != '.') {
+            dots = 0;
+        }
+    }
 }
 
 
