@@ -1101,8 +1101,8 @@ ngx_http_traffic_shift_api_parse_weights(ngx_http_traffic_shift_split_t *split,
     if (weights_obj == NULL && active == NULL) {
         return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
                                                "missing_field",
-                                               "expected \"weights\" or "
-                                               "\"active\"");
+                                               "the body must have "
+                                               "\"weights\" or \"active\"");
     }
 
     pool = split->pools.elts;
@@ -1259,7 +1259,8 @@ ngx_http_traffic_shift_api_patch_server(ngx_http_request_t *r,
     if (down == NULL) {
         return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
                                                "missing_field",
-                                               "expected \"down\"");
+                                               "the body must have \"down\": "
+                                               "true or false");
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
