@@ -994,7 +994,9 @@ sub http {
         && !$given{'transfer-encoding'})
     {
         $req .= 'Content-Length: ' . length($body) . "\r\n";
-    } elsif (!defined $body && $method =~ /^(POST|PUT|PATCH)$/) {
+    } elsif (!defined $body && $method =~ /^(POST|PUT|PATCH)$/
+             && !$given{'content-length'} && !$given{'transfer-encoding'})
+    {
         $req .= "Content-Length: 0\r\n";
     }
     $req .= "Connection: close\r\n" unless $o{keepalive};
