@@ -102,10 +102,18 @@ static ngx_int_t ngx_http_traffic_shift_api_read(
     ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_weights_t *w,
     ngx_http_traffic_shift_api_err_t *err);
-static json_t *ngx_http_traffic_shift_api_health_json(
-    ngx_http_traffic_shift_main_conf_t *mcf);
-static json_t *ngx_http_traffic_shift_api_ups_json(
+static ngx_int_t ngx_http_traffic_shift_api_health(ngx_http_request_t *r,
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_upstream_t *only, ngx_str_t *body);
+static u_char *ngx_http_traffic_shift_api_ups_text(u_char *p,
     ngx_http_traffic_shift_upstream_t *ups);
+static u_char *ngx_http_traffic_shift_api_server_text(u_char *p,
+    ngx_http_traffic_shift_upstream_t *ups, ngx_uint_t id);
+static char *ngx_http_traffic_shift_api_state(
+    ngx_http_traffic_shift_upstream_t *ups,
+    ngx_http_traffic_shift_server_t *server);
+static size_t ngx_http_traffic_shift_api_last_error(
+    ngx_http_traffic_shift_sh_server_t *sh, u_char *error);
 static json_t *ngx_http_traffic_shift_api_server_json(
     ngx_http_traffic_shift_upstream_t *ups, ngx_uint_t id);
 static json_t *ngx_http_traffic_shift_api_json_str(u_char *p, size_t len);
@@ -693,12 +701,19 @@ ngx_http_traffic_shift_api_get(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_TS_API_HEALTH:
-        json = ngx_http_traffic_shift_api_health_json(mcf);
-        break;
-
     case NGX_HTTP_TS_API_HEALTH_UPS:
-        json = ngx_http_traffic_shift_api_ups_json(path->ups);
-        break;
+
+        /* thousands of servers: written directly, not through jansson */
+
+        if (ngx_http_traffic_shift_api_health(r, mcf, path->ups, &body)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_traffic_shift_api_send(r, NGX_HTTP_OK,
+                                   &ngx_http_traffic_shift_api_json_type_str,
+                                   body.data, body.len, etag, NULL);
 
     case NGX_HTTP_TS_API_SERVER:
         json = ngx_http_traffic_shift_api_server_json(path->ups, path->id);
@@ -1745,49 +1760,115 @@ failed:
 }
 
 
-static json_t *
-ngx_http_traffic_shift_api_health_json(ngx_http_traffic_shift_main_conf_t *mcf)
+/*
+ * GET /health and /health/UPSTREAM.  A server takes at most
+ * NGX_HTTP_TS_API_SERVER_LEN bytes besides its escaped address and error.
+ */
+
+#define NGX_HTTP_TS_API_SERVER_LEN                                            \
+    (sizeof("{\"id\":,\"address\":\"\",\"state\":\"admin_down\","             \
+            "\"admin_down\":false,\"config_down\":false,\"backup\":false,"    \
+            "\"passes\":,\"fails\":,\"last_probe\":\"1970-01-01T00:00:00Z\"," \
+            "\"last_error\":\"\",\"probes\":{\"ok\":,\"fail\":,"               \
+            "\"timeout\":}},")                                                \
+     + 6 * NGX_ATOMIC_T_LEN)
+
+#define NGX_HTTP_TS_API_UPS_LEN                                               \
+    (sizeof("\"\":{\"name\":\"\",\"health_check\":false,\"live\":,"            \
+            "\"servers\":[]},") + NGX_INT_T_LEN)
+
+
+static ngx_int_t
+ngx_http_traffic_shift_api_health(ngx_http_request_t *r,
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_upstream_t *only, ngx_str_t *body)
 {
-    json_t                              *root;
-    ngx_uint_t                           i;
-    ngx_http_traffic_shift_upstream_t  **upsp;
+    u_char                              *p;
+    size_t                               size, host;
+    ngx_uint_t                           i, j, n, first;
+    ngx_http_traffic_shift_upstream_t  **upsp, *ups;
 
-    root = json_object();
-    if (root == NULL) {
-        return NULL;
+    if (only) {
+        upsp = &only;
+        n = 1;
+
+    } else {
+        upsp = mcf->upstreams.elts;
+        n = mcf->upstreams.nelts;
     }
 
-    upsp = mcf->upstreams.elts;
+    size = sizeof("{}\n");
 
-    for (i = 0; i < mcf->upstreams.nelts; i++) {
+    for (i = 0; i < n; i++) {
+        ups = upsp[i];
 
-        if (upsp[i]->nservers && upsp[i]->servers[0].sh == NULL) {
-            continue;
-        }
+        host = ups->uscf->host.len
+               + ngx_escape_json(NULL, ups->uscf->host.data,
+                                 ups->uscf->host.len);
 
-        if (ngx_http_traffic_shift_api_set(root, &upsp[i]->uscf->host,
-                   ngx_http_traffic_shift_api_ups_json(upsp[i]))
-            != NGX_OK)
-        {
-            json_decref(root);
-            return NULL;
+        size += NGX_HTTP_TS_API_UPS_LEN + 2 * host;
+
+        for (j = 0; j < ups->nservers; j++) {
+            size += NGX_HTTP_TS_API_SERVER_LEN
+                    + ups->servers[j].name.len
+                    + ngx_escape_json(NULL, ups->servers[j].name.data,
+                                      ups->servers[j].name.len)
+                    + 2 * NGX_HTTP_TS_ERR_LEN;
         }
     }
 
-    return root;
+    p = ngx_pnalloc(r->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    if (only) {
+        p = ngx_http_traffic_shift_api_ups_text(p, only);
+
+    } else {
+        *p++ = '{';
+        first = 1;
+
+        for (i = 0; i < n; i++) {
+            ups = upsp[i];
+
+            if (ups->nservers && ups->servers[0].sh == NULL) {
+                continue;
+            }
+
+            if (!first) {
+                *p++ = ',';
+            }
+
+            first = 0;
+
+            *p++ = '"';
+            p = (u_char *) ngx_escape_json(p, ups->uscf->host.data,
+                                           ups->uscf->host.len);
+            *p++ = '"';
+            *p++ = ':';
+
+            p = ngx_http_traffic_shift_api_ups_text(p, ups);
+        }
+
+        *p++ = '}';
+    }
+
+    *p++ = LF;
+
+    body->len = p - body->data;
+
+    return NGX_OK;
 }
 
 
-static json_t *
-ngx_http_traffic_shift_api_ups_json(ngx_http_traffic_shift_upstream_t *ups)
+static u_char *
+ngx_http_traffic_shift_api_ups_text(u_char *p,
+    ngx_http_traffic_shift_upstream_t *ups)
 {
-    json_t      *root, *list;
-    ngx_uint_t   i, live;
-
-    root = json_object();
-    if (root == NULL) {
-        return NULL;
-    }
+    ngx_uint_t  i, live;
 
     live = 0;
 
@@ -1795,37 +1876,127 @@ ngx_http_traffic_shift_api_ups_json(ngx_http_traffic_shift_upstream_t *ups)
         live += ngx_http_traffic_shift_zone_server_live(&ups->servers[i]);
     }
 
-    if (json_object_set_new(root, "name",
-                            ngx_http_traffic_shift_api_json_str(
-                                ups->uscf->host.data, ups->uscf->host.len))
-        || json_object_set_new(root, "health_check",
-                               json_boolean(ups->health))
-        || json_object_set_new(root, "live", json_integer(live)))
-    {
-        goto failed;
-    }
-
-    list = json_array();
-
-    if (json_object_set_new(root, "servers", list)) {
-        goto failed;
-    }
+    p = ngx_cpymem(p, "{\"name\":\"", sizeof("{\"name\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, ups->uscf->host.data,
+                                   ups->uscf->host.len);
+    p = ngx_sprintf(p, "\",\"health_check\":%s,\"live\":%ui,\"servers\":[",
+                    ups->health ? "true" : "false", live);
 
     for (i = 0; i < ups->nservers; i++) {
-        if (json_array_append_new(list,
-                          ngx_http_traffic_shift_api_server_json(ups, i)))
-        {
-            goto failed;
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_traffic_shift_api_server_text(p, ups, i);
+    }
+
+    *p++ = ']';
+    *p++ = '}';
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_traffic_shift_api_server_text(u_char *p,
+    ngx_http_traffic_shift_upstream_t *ups, ngx_uint_t id)
+{
+    size_t                               len;
+    ngx_tm_t                             tm;
+    ngx_http_traffic_shift_server_t     *server;
+    ngx_http_traffic_shift_sh_server_t  *sh;
+    u_char                               error[NGX_HTTP_TS_ERR_LEN];
+
+    server = &ups->servers[id];
+    sh = server->sh;
+
+    p = ngx_sprintf(p, "{\"id\":%ui,\"address\":\"", id);
+    p = (u_char *) ngx_escape_json(p, server->name.data, server->name.len);
+
+    p = ngx_sprintf(p, "\",\"state\":\"%s\",\"admin_down\":%s,"
+                    "\"config_down\":%s,\"backup\":%s,\"passes\":%ui,"
+                    "\"fails\":%ui,\"last_probe\":",
+                    ngx_http_traffic_shift_api_state(ups, server),
+                    sh->admin_down ? "true" : "false",
+                    server->conf_down ? "true" : "false",
+                    server->backup ? "true" : "false",
+                    sh->passes, sh->fails);
+
+    if (sh->last_probe) {
+        ngx_gmtime(sh->last_probe, &tm);
+
+        p = ngx_sprintf(p, "\"%4d-%02d-%02dT%02d:%02d:%02dZ\"",
+                        tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"last_error\":", sizeof(",\"last_error\":") - 1);
+
+    len = ngx_http_traffic_shift_api_last_error(sh, error);
+
+    if (len) {
+        *p++ = '"';
+        p = (u_char *) ngx_escape_json(p, error, len);
+        *p++ = '"';
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    return ngx_sprintf(p, ",\"probes\":{\"ok\":%uA,\"fail\":%uA,"
+                       "\"timeout\":%uA}}",
+                       sh->probes[NGX_HTTP_TS_PROBE_OK],
+                       sh->probes[NGX_HTTP_TS_PROBE_FAIL],
+                       sh->probes[NGX_HTTP_TS_PROBE_TIMEOUT]);
+}
+
+
+static char *
+ngx_http_traffic_shift_api_state(ngx_http_traffic_shift_upstream_t *ups,
+    ngx_http_traffic_shift_server_t *server)
+{
+    ngx_http_traffic_shift_sh_server_t  *sh;
+
+    sh = server->sh;
+
+    if (sh->admin_down) {
+        return "admin_down";
+    }
+
+    if (server->conf_down || sh->state == NGX_HTTP_TS_DOWN) {
+        return "down";
+    }
+
+    if (sh->state == NGX_HTTP_TS_CHECKING
+        || (ups->health && sh->last_probe == 0))
+    {
+        return "checking";
+    }
+
+    return "up";
+}
+
+
+/* the prober may be writing it: a copy, cut at the first NUL, printable */
+
+static size_t
+ngx_http_traffic_shift_api_last_error(ngx_http_traffic_shift_sh_server_t *sh,
+    u_char *error)
+{
+    size_t  len;
+
+    ngx_memcpy(error, sh->last_error, NGX_HTTP_TS_ERR_LEN);
+
+    for (len = 0; len < NGX_HTTP_TS_ERR_LEN && error[len]; len++) {
+        if (error[len] < 0x20 || error[len] >= 0x7f) {
+            error[len] = '?';
         }
     }
 
-    return root;
-
-failed:
-
-    json_decref(root);
-
-    return NULL;
+    return len;
 }
 
 
@@ -1833,7 +2004,6 @@ static json_t *
 ngx_http_traffic_shift_api_server_json(ngx_http_traffic_shift_upstream_t *ups,
     ngx_uint_t id)
 {
-    char                                *state;
     u_char                               error[NGX_HTTP_TS_ERR_LEN];
     json_t                              *root, *probes;
     size_t                               len;
@@ -1843,30 +2013,7 @@ ngx_http_traffic_shift_api_server_json(ngx_http_traffic_shift_upstream_t *ups,
     server = &ups->servers[id];
     sh = server->sh;
 
-    if (sh->admin_down) {
-        state = "admin_down";
-
-    } else if (server->conf_down || sh->state == NGX_HTTP_TS_DOWN) {
-        state = "down";
-
-    } else if (sh->state == NGX_HTTP_TS_CHECKING
-               || (ups->health && sh->last_probe == 0))
-    {
-        state = "checking";
-
-    } else {
-        state = "up";
-    }
-
-    /* the prober may be writing it: a copy, cut at the first NUL */
-
-    ngx_memcpy(error, sh->last_error, NGX_HTTP_TS_ERR_LEN);
-
-    for (len = 0; len < NGX_HTTP_TS_ERR_LEN && error[len]; len++) {
-        if (error[len] < 0x20 || error[len] >= 0x7f) {
-            error[len] = '?';
-        }
-    }
+    len = ngx_http_traffic_shift_api_last_error(sh, error);
 
     root = json_object();
     if (root == NULL) {
@@ -1877,7 +2024,9 @@ ngx_http_traffic_shift_api_server_json(ngx_http_traffic_shift_upstream_t *ups,
         || json_object_set_new(root, "address",
                                ngx_http_traffic_shift_api_json_str(
                                    server->name.data, server->name.len))
-        || json_object_set_new(root, "state", json_string(state))
+        || json_object_set_new(root, "state",
+                       json_string(ngx_http_traffic_shift_api_state(ups,
+                                                                    server)))
         || json_object_set_new(root, "admin_down",
                                json_boolean(sh->admin_down))
         || json_object_set_new(root, "config_down",
