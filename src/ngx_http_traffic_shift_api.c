@@ -300,6 +300,8 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
                                              "method %V is not allowed here, "
                                              "allowed: %s",
                                              &r->method_name, allow);
+        r->expect_tested = 1;
+
         rc = ngx_http_discard_request_body(r);
 
         if (rc != NGX_OK) {
@@ -341,6 +343,14 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
 
     rc = ngx_http_read_client_request_body(r,
                                      ngx_http_traffic_shift_api_body_handler);
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        /* over client_max_body_size, seen at once */
+        (void) ngx_http_traffic_shift_api_fail(&err, rc, "body_too_large",
+                                          "the body is larger than %d bytes",
+                                          NGX_HTTP_TS_API_MAX_BODY);
+        return ngx_http_traffic_shift_api_error(r, &err, etag, NULL);
+    }
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;

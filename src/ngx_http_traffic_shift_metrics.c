@@ -107,10 +107,10 @@ ngx_http_traffic_shift_metrics(ngx_http_request_t *r,
 
     /* a consistent copy of the weights; the counters are read as they go */
 
-    for (i = 0; mcf->sh && i < mcf->splits.nelts; i++) {
+    for (i = 0; i < mcf->splits.nelts; i++) {
         split = splitp[i];
 
-        if (split->sh == NULL) {
+        if (mcf->sh == NULL || split->sh == NULL) {
             ms[i].rc = NGX_DECLINED;
             continue;
         }
