@@ -35,6 +35,8 @@
 #define NGX_HTTP_TS_STATE_MAX      (64 * 1024 * 1024)
 
 
+static void ngx_http_traffic_shift_state_check_dir(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log);
 static void ngx_http_traffic_shift_state_restore(
     ngx_http_traffic_shift_main_conf_t *mcf, json_t *root, ngx_log_t *log);
 static void ngx_http_traffic_shift_state_restore_split(
@@ -149,6 +151,9 @@ ngx_http_traffic_shift_state_load(ngx_http_traffic_shift_main_conf_t *mcf,
             ngx_log_error(NGX_LOG_INFO, log, 0,
                           "traffic_shift_state \"%s\" does not exist yet, "
                           "the configured weights apply", file);
+
+            ngx_http_traffic_shift_state_check_dir(mcf, log);
+
             return NGX_OK;
         }
 
@@ -202,6 +207,54 @@ ngx_http_traffic_shift_state_load(ngx_http_traffic_shift_main_conf_t *mcf,
     json_decref(root);
 
     return NGX_OK;
+}
+
+
+/* a directory that does not exist now is worth a word before a change */
+
+static void
+ngx_http_traffic_shift_state_check_dir(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_log_t *log)
+{
+    u_char           *dir;
+    size_t            len;
+    ngx_err_t         err;
+    ngx_file_info_t   fi;
+
+    for (len = mcf->state_file.len; len; len--) {
+        if (mcf->state_file.data[len - 1] == '/') {
+            break;
+        }
+    }
+
+    if (len <= 1) {
+        return;
+    }
+
+    dir = ngx_alloc(len, log);
+    if (dir == NULL) {
+        return;
+    }
+
+    ngx_memcpy(dir, mcf->state_file.data, len - 1);
+    dir[len - 1] = '\0';
+
+    err = 0;
+
+    if (ngx_file_info(dir, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+
+    } else if (!ngx_is_dir(&fi)) {
+        err = NGX_ENOTDIR;
+    }
+
+    if (err) {
+        ngx_log_error(NGX_LOG_WARN, log, err,
+                      "the directory \"%s\" of traffic_shift_state is "
+                      "missing, changes will not be saved", dir);
+    }
+
+    ngx_free(dir);
 }
 
 

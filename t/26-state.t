@@ -239,6 +239,20 @@ like($t->error_log(since => $mark),
 $t->stop;
 chmod 0755, "$dir/ro";
 
+# a directory that does not exist: a warning at start, the change is live
+
+$t->write_config(config(canary => 1, state => "$dir/missing/state.json"));
+$mark = $t->log_mark;
+$t->start;
+like($t->error_log(since => $mark),
+    qr/\[warn\] .*the directory "\Q$dir\E\/missing" of traffic_shift_state is missing, changes will not be saved \(2: No such file or directory\)/,
+    'missing directory: warned at start');
+$r = patch('/upstreams/app', { active => 'green' });
+ok($r->{status} == 200 && !$r->{json}{persisted},
+    'missing directory: 200, not persisted');
+is(get('/upstreams/app')->{weights}{green}, 100, 'and live');
+$t->stop;
+
 # workers killed during a stream of changes: the file always parses
 
 $t->write_config(config(canary => 1, state => $file));
