@@ -14,9 +14,11 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use JSON::PP ();
+use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 use TSTest;
+use TSH2;
 
 my $t = TSTest->new(workers => 2);
 $t->backend($_) for qw(blue1 blue2 green1 canary1);
@@ -49,6 +51,7 @@ http {
 
     server {
         listen 127.0.0.1:%%PORT_api%%;
+        listen 127.0.0.1:%%PORT_h2%% http2;
         location /traffic/ { traffic_shift_api write=on; }
     }
 }
@@ -138,6 +141,49 @@ $r = patch('/health/app_blue/servers/1', { down => JSON::PP::true });
 ok($r->{json}{persisted}, 'admin-down: persisted');
 is_deeply(read_state()->{admin_down},
     ['app_blue/127.0.0.1:' . $t->port('blue2')], 'admin-down mark saved');
+
+# over HTTP/2 too: the stream waits for the write
+my $h2 = TSH2::request(port => $t->port('h2'), method => 'PATCH',
+    path => '/traffic/upstreams/app',
+    headers => ['content-type' => 'application/json'],
+    body => '{"weights":{"blue":12.5,"green":54.17,"canary":33.33}}',
+    frame => 10);
+ok($h2->{status} == 200 && $h2->{json}{persisted},
+    'HTTP/2 change: 200, persisted');
+is(read_state()->{upstreams}{app}{generation}, $h2->{json}{generation},
+    'HTTP/2 change: saved');
+
+# clients that go away while the file is written: the change is made
+# and saved all the same, the worker carries on
+
+my $gen = get('/upstreams/app')->{generation};
+for my $i (1 .. 10) {
+    my $body = '{"active":"' . ($i % 2 ? 'green' : 'blue') . '"}';
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $t->port('api'))
+        or die "connect: $!";
+    print $s "PATCH /traffic/upstreams/app HTTP/1.1\r\nHost: x\r\n"
+        . "Content-Type: application/json\r\nContent-Length: "
+        . length($body) . "\r\n\r\n$body";
+    close $s;
+    TSH2::request(port => $t->port('h2'), method => 'PATCH',
+        path => '/traffic/upstreams/app',
+        headers => ['content-type' => 'application/json'],
+        body => $body, cancel => 1);
+}
+# an HTTP/1.1 body is complete when the client leaves: it is applied; an
+# HTTP/2 stream reset with its body may be dropped before it is read
+ok($t->wait_for(sub { get('/upstreams/app')->{generation} >= $gen + 10 },
+                timeout => 5, what => 'the changes'),
+   'clients gone before the answer: their changes were made');
+ok($t->wait_for(sub {
+       (read_state() // {})->{upstreams}{app}{generation}
+           == get('/upstreams/app')->{generation}
+   }, timeout => 5, what => 'the last change saved'),
+   'and the last one saved');
+$r = patch('/upstreams/app', { weights => { blue => 12.5, green => 54.17,
+                                            canary => 33.33 } });
+ok($r->{status} == 200 && $r->{json}{persisted}, 'the API still answers');
 
 $before = get('/upstreams/app');
 

@@ -10,7 +10,9 @@ package TSH2;
 #       body => $json, frame => 1000, content_length => 0);
 #
 # Options: frame (the size of the DATA frames, default 16384),
-# content_length (send a content-length header, default 1), timeout.
+# content_length (send a content-length header, default 1), timeout,
+# cancel (reset the stream with CANCEL once the request is sent, close the
+# connection and return without an answer).
 # Flow control is honoured.  Returns { status, body, json (when the body
 # decodes as JSON), reset (RST_STREAM error code, when the server reset
 # the stream), error (on a failure of the exchange) }.  Response headers
@@ -119,6 +121,14 @@ sub request {
             $conn_window -= $n;
             $stream_window -= $n;
             $body_done = 1 if $last;
+        }
+
+        if ($o{cancel} && $body_done) {
+            $out .= _frame(RST_STREAM, 0, 1, pack('N', 8));
+            $s->blocking(1);
+            syswrite($s, $out);
+            close $s;
+            return { %$res, cancelled => 1 };
         }
 
         if (length $out && $sel->can_write(0)) {
