@@ -773,8 +773,8 @@ ngx_http_traffic_shift_api_body_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_traffic_shift_api_patch(ngx_http_request_t *r)
 {
-    u_char                             *p, buf[80];
     off_t                               received;
+    u_char                             *p, buf[80];
     json_t                             *root;
     ngx_int_t                           rc;
     ngx_str_t                           body, q;
@@ -904,8 +904,8 @@ ngx_http_traffic_shift_api_patch(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_traffic_shift_api_read_body(ngx_http_request_t *r, ngx_str_t *body)
 {
-    u_char       *p;
     off_t         size;
+    u_char       *p;
     ssize_t       n;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
@@ -963,13 +963,13 @@ ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_path_t *path, json_t *root,
     ngx_http_traffic_shift_api_err_t *err)
 {
-    ngx_int_t                            rc;
-    ngx_uint_t                           force, if_match;
-    ngx_http_traffic_shift_pool_t       *pool;
-    ngx_http_traffic_shift_split_t      *split;
-    ngx_http_traffic_shift_api_answer_t *answer;
-    ngx_http_traffic_shift_main_conf_t  *mcf;
-    ngx_uint_t                           weights[NGX_HTTP_TS_MAX_POOLS];
+    ngx_int_t                             rc;
+    ngx_uint_t                            force, if_match;
+    ngx_uint_t                            weights[NGX_HTTP_TS_MAX_POOLS];
+    ngx_http_traffic_shift_pool_t        *pool;
+    ngx_http_traffic_shift_split_t       *split;
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_api_answer_t  *answer;
 
     split = path->split;
 
@@ -1248,14 +1248,14 @@ ngx_http_traffic_shift_api_patch_server(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_path_t *path, json_t *root,
     ngx_http_traffic_shift_api_err_t *err)
 {
-    u_char                               buf[80];
-    json_t                              *value, *down;
-    ngx_str_t                            q;
-    ngx_uint_t                           if_match;
-    const char                          *key;
-    ngx_http_traffic_shift_server_t     *server;
-    ngx_http_traffic_shift_api_answer_t *answer;
-    ngx_http_traffic_shift_main_conf_t  *mcf;
+    u_char                                buf[80];
+    json_t                               *value, *down;
+    ngx_str_t                             q;
+    ngx_uint_t                            if_match;
+    const char                           *key;
+    ngx_http_traffic_shift_server_t      *server;
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_api_answer_t  *answer;
 
     down = NULL;
 
@@ -1911,11 +1911,11 @@ static u_char *
 ngx_http_traffic_shift_api_server_text(u_char *p,
     ngx_http_traffic_shift_upstream_t *ups, ngx_uint_t id)
 {
+    u_char                               error[NGX_HTTP_TS_ERR_LEN];
     size_t                               len;
     ngx_tm_t                             tm;
     ngx_http_traffic_shift_server_t     *server;
     ngx_http_traffic_shift_sh_server_t  *sh;
-    u_char                               error[NGX_HTTP_TS_ERR_LEN];
 
     server = &ups->servers[id];
     sh = server->sh;

@@ -313,18 +313,18 @@ ngx_http_traffic_shift_state_restore_split(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, json_t *saved, ngx_log_t *log)
 {
-    u_char                         *p, *last;
     void                           *it;
+    u_char                         *p, *last;
+    u_char                          text[NGX_HTTP_TS_MAX_POOLS
+                                         * (NGX_HTTP_TS_NAME_LEN + 9)];
     json_t                         *weights, *value;
     time_t                          updated;
     ngx_int_t                       w;
     ngx_uint_t                      i, n, total, generation;
-    const char                     *key;
-    ngx_http_traffic_shift_pool_t  *pool;
     ngx_uint_t                      set[NGX_HTTP_TS_MAX_POOLS];
     ngx_uint_t                      value_of[NGX_HTTP_TS_MAX_POOLS];
-    u_char                          text[NGX_HTTP_TS_MAX_POOLS
-                                         * (NGX_HTTP_TS_NAME_LEN + 9)];
+    const char                     *key;
+    ngx_http_traffic_shift_pool_t  *pool;
 
     weights = json_is_object(saved) ? json_object_get(saved, "weights")
                                     : NULL;
@@ -501,8 +501,8 @@ ngx_http_traffic_shift_state_save(ngx_http_request_t *r,
 {
     u_char                               *p;
     size_t                                len;
-    ngx_http_traffic_shift_state_save_t  *save;
     ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_state_save_t  *save;
 #if (NGX_THREADS)
     ngx_thread_task_t                    *task;
     ngx_thread_pool_t                    *tp;
