@@ -359,6 +359,24 @@ is($after->{source}, 'state', 'start after the kills: restored');
 is($after->{generation}, $saved->{upstreams}{app}{generation},
     'the generation saved last');
 
+# the thread pool the writes use: one thread per worker, or the one
+# configured before http{}
+
+my @w = $t->worker_pids;
+my @threads = map { scalar(() = glob("/proc/$_/task/*")) } @w;
+is_deeply(\@threads, [map { 2 } @w],
+    'each worker has one thread besides itself for the state file');
+$t->stop;
+
+(my $tp = config(canary => 1, state => $file))
+    =~ s/^http \{/thread_pool traffic_shift threads=3; http {/m;
+$t->write_config($tp);
+$t->start;
+@threads = map { scalar(() = glob("/proc/$_/task/*")) } $t->worker_pids;
+is_deeply(\@threads, [4, 4], 'thread_pool traffic_shift threads=3 is used');
+ok(patch('/upstreams/app', { active => 'green' })->{json}{persisted},
+   'and writes the file');
+
 # traffic_shift_state off
 
 my ($rc, $out) = $t->nginx_t(config(state => 'off'));
