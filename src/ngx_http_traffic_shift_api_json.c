@@ -1,0 +1,640 @@
+
+/*
+ * Copyright (C) nginx-traffic-shift developers
+ */
+
+
+#include "ngx_http_traffic_shift_api.h"
+#include "ngx_http_traffic_shift_zone.h"
+
+
+/*
+ * The documents of the admin API: the index, a traffic_shift upstream, and
+ * the health of tracked upstreams and their servers.  Single objects are
+ * built with jansson; lists of servers, which may hold thousands, are
+ * written directly into one buffer sized beforehand.
+ */
+
+
+#define NGX_HTTP_TS_API_VERSION     1
+
+
+/*
+ * GET /health and /health/UPSTREAM.  A server takes at most
+ * NGX_HTTP_TS_API_SERVER_LEN bytes besides its escaped address and error.
+ */
+
+#define NGX_HTTP_TS_API_SERVER_LEN                                            \
+    (sizeof("{\"id\":,\"address\":\"\",\"state\":\"admin_down\","             \
+            "\"admin_down\":false,\"config_down\":false,\"backup\":false,"    \
+            "\"passes\":,\"fails\":,\"last_probe\":\"1970-01-01T00:00:00Z\"," \
+            "\"last_error\":\"\",\"probes\":{\"ok\":,\"fail\":,"               \
+            "\"timeout\":}},")                                                \
+     + 6 * NGX_ATOMIC_T_LEN)
+
+#define NGX_HTTP_TS_API_UPS_LEN                                               \
+    (sizeof("\"\":{\"name\":\"\",\"health_check\":false,\"live\":,"            \
+            "\"servers\":[]},") + NGX_INT_T_LEN)
+
+
+static u_char *ngx_http_traffic_shift_api_ups_text(u_char *p,
+    ngx_http_traffic_shift_upstream_t *ups);
+static u_char *ngx_http_traffic_shift_api_server_text(u_char *p,
+    ngx_http_traffic_shift_upstream_t *ups, ngx_uint_t id);
+static char *ngx_http_traffic_shift_api_state(
+    ngx_http_traffic_shift_upstream_t *ups,
+    ngx_http_traffic_shift_server_t *server);
+static size_t ngx_http_traffic_shift_api_last_error(
+    ngx_http_traffic_shift_sh_server_t *sh, u_char *error);
+
+
+static char  *ngx_http_traffic_shift_api_sources[] = {
+    "config", "api", "state"
+};
+
+
+json_t *
+ngx_http_traffic_shift_api_index_json(ngx_http_traffic_shift_main_conf_t *mcf)
+{
+    json_t                              *root, *list;
+    ngx_uint_t                           i;
+    ngx_http_traffic_shift_split_t     **splitp;
+    ngx_http_traffic_shift_upstream_t  **upsp;
+
+    root = json_object();
+    if (root == NULL) {
+        return NULL;
+    }
+
+    if (json_object_set_new(root, "api_version",
+                            json_integer(NGX_HTTP_TS_API_VERSION))
+        || json_object_set_new(root, "version",
+                               json_integer(mcf->sh ? mcf->sh->version : 0)))
+    {
+        goto failed;
+    }
+
+    list = json_array();
+
+    if (json_object_set_new(root, "upstreams", list)) {
+        goto failed;
+    }
+
+    splitp = mcf->splits.elts;
+
+    for (i = 0; i < mcf->splits.nelts; i++) {
+        if (json_array_append_new(list,
+                ngx_http_traffic_shift_api_json_str(splitp[i]->name.data,
+                                                    splitp[i]->name.len)))
+        {
+            goto failed;
+        }
+    }
+
+    list = json_array();
+
+    if (json_object_set_new(root, "health", list)) {
+        goto failed;
+    }
+
+    upsp = mcf->upstreams.elts;
+
+    for (i = 0; i < mcf->upstreams.nelts; i++) {
+        if (json_array_append_new(list,
+                ngx_http_traffic_shift_api_json_str(upsp[i]->uscf->host.data,
+                                                    upsp[i]->uscf->host.len)))
+        {
+            goto failed;
+        }
+    }
+
+    return root;
+
+failed:
+
+    json_decref(root);
+
+    return NULL;
+}
+
+
+json_t *
+ngx_http_traffic_shift_api_split_json(ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_weights_t *w)
+{
+    json_t                              *root, *weights, *pools, *obj;
+    ngx_uint_t                           i, j, live;
+    ngx_http_traffic_shift_pool_t       *pool;
+    ngx_http_traffic_shift_upstream_t   *ups;
+
+    root = json_object();
+    if (root == NULL) {
+        return NULL;
+    }
+
+    if (json_object_set_new(root, "name",
+                            ngx_http_traffic_shift_api_json_str(
+                                split->name.data, split->name.len))
+        || json_object_set_new(root, "generation",
+                               json_integer(w->generation)))
+    {
+        goto failed;
+    }
+
+    weights = json_object();
+
+    if (json_object_set_new(root, "weights", weights)) {
+        goto failed;
+    }
+
+    pools = json_object();
+
+    if (json_object_set_new(root, "pools", pools)) {
+        goto failed;
+    }
+
+    pool = split->pools.elts;
+
+    for (i = 0; i < split->pools.nelts; i++) {
+
+        if (ngx_http_traffic_shift_api_set(weights, &pool[i].name,
+                   ngx_http_traffic_shift_api_json_weight(w->weights[i]))
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        ups = pool[i].ups;
+        live = 0;
+
+        for (j = 0; j < ups->nservers; j++) {
+            live += ngx_http_traffic_shift_zone_server_live(&ups->servers[j]);
+        }
+
+        obj = json_object();
+
+        if (ngx_http_traffic_shift_api_set(pools, &pool[i].name, obj)
+            != NGX_OK
+            || json_object_set_new(obj, "upstream",
+                                   ngx_http_traffic_shift_api_json_str(
+                                       pool[i].upstream.data,
+                                       pool[i].upstream.len))
+            || json_object_set_new(obj, "weight",
+                      ngx_http_traffic_shift_api_json_weight(w->weights[i]))
+            || json_object_set_new(obj, "configured",
+                      ngx_http_traffic_shift_api_json_weight(pool[i].weight))
+            || json_object_set_new(obj, "servers",
+                                   json_integer(ups->nservers))
+            || json_object_set_new(obj, "healthy", json_integer(live)))
+        {
+            goto failed;
+        }
+    }
+
+    if (json_object_set_new(root, "sticky", json_boolean(split->sticky))
+        || json_object_set_new(root, "route", json_boolean(split->route))
+        || json_object_set_new(root, "updated",
+                               ngx_http_traffic_shift_api_json_time(
+                                   w->updated))
+        || json_object_set_new(root, "source",
+                      json_string(ngx_http_traffic_shift_api_sources[
+                                      w->source > NGX_HTTP_TS_SRC_STATE
+                                      ? 0 : w->source])))
+    {
+        goto failed;
+    }
+
+    return root;
+
+failed:
+
+    json_decref(root);
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_http_traffic_shift_api_health(ngx_http_request_t *r,
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_upstream_t *only, ngx_str_t *body)
+{
+    u_char                              *p;
+    size_t                               size, host;
+    ngx_uint_t                           i, j, n, first;
+    ngx_http_traffic_shift_upstream_t  **upsp, *ups;
+
+    if (only) {
+        upsp = &only;
+        n = 1;
+
+    } else {
+        upsp = mcf->upstreams.elts;
+        n = mcf->upstreams.nelts;
+    }
+
+    size = sizeof("{}\n");
+
+    for (i = 0; i < n; i++) {
+        ups = upsp[i];
+
+        host = ups->uscf->host.len
+               + ngx_escape_json(NULL, ups->uscf->host.data,
+                                 ups->uscf->host.len);
+
+        size += NGX_HTTP_TS_API_UPS_LEN + 2 * host;
+
+        for (j = 0; j < ups->nservers; j++) {
+            size += NGX_HTTP_TS_API_SERVER_LEN
+                    + ups->servers[j].name.len
+                    + ngx_escape_json(NULL, ups->servers[j].name.data,
+                                      ups->servers[j].name.len)
+                    + 2 * NGX_HTTP_TS_ERR_LEN;
+        }
+    }
+
+    p = ngx_pnalloc(r->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    if (only) {
+        p = ngx_http_traffic_shift_api_ups_text(p, only);
+
+    } else {
+        *p++ = '{';
+        first = 1;
+
+        for (i = 0; i < n; i++) {
+            ups = upsp[i];
+
+            if (ups->nservers && ups->servers[0].sh == NULL) {
+                continue;
+            }
+
+            if (!first) {
+                *p++ = ',';
+            }
+
+            first = 0;
+
+            *p++ = '"';
+            p = (u_char *) ngx_escape_json(p, ups->uscf->host.data,
+                                           ups->uscf->host.len);
+            *p++ = '"';
+            *p++ = ':';
+
+            p = ngx_http_traffic_shift_api_ups_text(p, ups);
+        }
+
+        *p++ = '}';
+    }
+
+    *p++ = LF;
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_traffic_shift_api_ups_text(u_char *p,
+    ngx_http_traffic_shift_upstream_t *ups)
+{
+    ngx_uint_t  i, live;
+
+    live = 0;
+
+    for (i = 0; i < ups->nservers; i++) {
+        live += ngx_http_traffic_shift_zone_server_live(&ups->servers[i]);
+    }
+
+    p = ngx_cpymem(p, "{\"name\":\"", sizeof("{\"name\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, ups->uscf->host.data,
+                                   ups->uscf->host.len);
+    p = ngx_sprintf(p, "\",\"health_check\":%s,\"live\":%ui,\"servers\":[",
+                    ups->health ? "true" : "false", live);
+
+    for (i = 0; i < ups->nservers; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_traffic_shift_api_server_text(p, ups, i);
+    }
+
+    *p++ = ']';
+    *p++ = '}';
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_traffic_shift_api_server_text(u_char *p,
+    ngx_http_traffic_shift_upstream_t *ups, ngx_uint_t id)
+{
+    u_char                               error[NGX_HTTP_TS_ERR_LEN];
+    size_t                               len;
+    ngx_tm_t                             tm;
+    ngx_http_traffic_shift_server_t     *server;
+    ngx_http_traffic_shift_sh_server_t  *sh;
+
+    server = &ups->servers[id];
+    sh = server->sh;
+
+    p = ngx_sprintf(p, "{\"id\":%ui,\"address\":\"", id);
+    p = (u_char *) ngx_escape_json(p, server->name.data, server->name.len);
+
+    p = ngx_sprintf(p, "\",\"state\":\"%s\",\"admin_down\":%s,"
+                    "\"config_down\":%s,\"backup\":%s,\"passes\":%ui,"
+                    "\"fails\":%ui,\"last_probe\":",
+                    ngx_http_traffic_shift_api_state(ups, server),
+                    sh->admin_down ? "true" : "false",
+                    server->conf_down ? "true" : "false",
+                    server->backup ? "true" : "false",
+                    sh->passes, sh->fails);
+
+    if (sh->last_probe) {
+        ngx_gmtime(sh->last_probe, &tm);
+
+        p = ngx_sprintf(p, "\"%4d-%02d-%02dT%02d:%02d:%02dZ\"",
+                        tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"last_error\":", sizeof(",\"last_error\":") - 1);
+
+    len = ngx_http_traffic_shift_api_last_error(sh, error);
+
+    if (len) {
+        *p++ = '"';
+        p = (u_char *) ngx_escape_json(p, error, len);
+        *p++ = '"';
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    return ngx_sprintf(p, ",\"probes\":{\"ok\":%uA,\"fail\":%uA,"
+                       "\"timeout\":%uA}}",
+                       sh->probes[NGX_HTTP_TS_PROBE_OK],
+                       sh->probes[NGX_HTTP_TS_PROBE_FAIL],
+                       sh->probes[NGX_HTTP_TS_PROBE_TIMEOUT]);
+}
+
+
+static char *
+ngx_http_traffic_shift_api_state(ngx_http_traffic_shift_upstream_t *ups,
+    ngx_http_traffic_shift_server_t *server)
+{
+    ngx_http_traffic_shift_sh_server_t  *sh;
+
+    sh = server->sh;
+
+    if (sh->admin_down) {
+        return "admin_down";
+    }
+
+    if (server->conf_down || sh->state == NGX_HTTP_TS_DOWN) {
+        return "down";
+    }
+
+    if (sh->state == NGX_HTTP_TS_CHECKING
+        || (ups->health && sh->last_probe == 0))
+    {
+        return "checking";
+    }
+
+    return "up";
+}
+
+
+/* the prober may be writing it: a copy, cut at the first NUL, printable */
+
+static size_t
+ngx_http_traffic_shift_api_last_error(ngx_http_traffic_shift_sh_server_t *sh,
+    u_char *error)
+{
+    size_t  len;
+
+    ngx_memcpy(error, sh->last_error, NGX_HTTP_TS_ERR_LEN);
+
+    for (len = 0; len < NGX_HTTP_TS_ERR_LEN && error[len]; len++) {
+        if (error[len] < 0x20 || error[len] >= 0x7f) {
+            error[len] = '?';
+        }
+    }
+
+    return len;
+}
+
+
+json_t *
+ngx_http_traffic_shift_api_server_json(ngx_http_traffic_shift_upstream_t *ups,
+    ngx_uint_t id)
+{
+    u_char                               error[NGX_HTTP_TS_ERR_LEN];
+    json_t                              *root, *probes;
+    size_t                               len;
+    ngx_http_traffic_shift_server_t     *server;
+    ngx_http_traffic_shift_sh_server_t  *sh;
+
+    server = &ups->servers[id];
+    sh = server->sh;
+
+    len = ngx_http_traffic_shift_api_last_error(sh, error);
+
+    root = json_object();
+    if (root == NULL) {
+        return NULL;
+    }
+
+    if (json_object_set_new(root, "id", json_integer(id))
+        || json_object_set_new(root, "address",
+                               ngx_http_traffic_shift_api_json_str(
+                                   server->name.data, server->name.len))
+        || json_object_set_new(root, "state",
+                       json_string(ngx_http_traffic_shift_api_state(ups,
+                                                                    server)))
+        || json_object_set_new(root, "admin_down",
+                               json_boolean(sh->admin_down))
+        || json_object_set_new(root, "config_down",
+                               json_boolean(server->conf_down))
+        || json_object_set_new(root, "backup", json_boolean(server->backup))
+        || json_object_set_new(root, "passes", json_integer(sh->passes))
+        || json_object_set_new(root, "fails", json_integer(sh->fails))
+        || json_object_set_new(root, "last_probe",
+                               ngx_http_traffic_shift_api_json_time(
+                                   sh->last_probe))
+        || json_object_set_new(root, "last_error",
+                               len ? json_stringn((char *) error, len)
+                                   : json_null())
+        || json_object_set_new(root, "probes", probes = json_object())
+        || json_object_set_new(probes, "ok",
+                     json_integer(sh->probes[NGX_HTTP_TS_PROBE_OK]))
+        || json_object_set_new(probes, "fail",
+                     json_integer(sh->probes[NGX_HTTP_TS_PROBE_FAIL]))
+        || json_object_set_new(probes, "timeout",
+                     json_integer(sh->probes[NGX_HTTP_TS_PROBE_TIMEOUT])))
+    {
+        json_decref(root);
+        return NULL;
+    }
+
+    return root;
+}
+
+
+/* a string from the configuration, valid UTF-8 or made ASCII */
+
+json_t *
+ngx_http_traffic_shift_api_json_str(u_char *p, size_t len)
+{
+    u_char  *copy;
+    json_t  *json;
+    size_t   i;
+
+    json = json_stringn((char *) p, len);
+
+    if (json || len == 0) {
+        return json;
+    }
+
+    copy = ngx_alloc(len, ngx_cycle->log);
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < len; i++) {
+        copy[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
+    }
+
+    json = json_stringn((char *) copy, len);
+
+    ngx_free(copy);
+
+    return json;
+}
+
+
+ngx_int_t
+ngx_http_traffic_shift_api_set(json_t *obj, ngx_str_t *key, json_t *value)
+{
+    u_char     *copy;
+    size_t      i;
+    ngx_int_t   rc;
+
+    if (value == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the value is kept for a second try */
+    json_incref(value);
+
+    if (json_object_setn_new(obj, (char *) key->data, key->len, value)
+        == 0)
+    {
+        json_decref(value);
+        return NGX_OK;
+    }
+
+    /* a key that is not valid UTF-8: made ASCII */
+
+    copy = ngx_alloc(key->len + 1, ngx_cycle->log);
+    if (copy == NULL) {
+        json_decref(value);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < key->len; i++) {
+        copy[i] = (key->data[i] >= 0x20 && key->data[i] < 0x7f)
+                  ? key->data[i] : '?';
+    }
+
+    rc = json_object_setn_new(obj, (char *) copy, key->len, value)
+         ? NGX_ERROR : NGX_OK;
+
+    ngx_free(copy);
+
+    return rc;
+}
+
+
+json_t *
+ngx_http_traffic_shift_api_json_time(time_t t)
+{
+    u_char     text[sizeof("1970-01-01T00:00:00Z")];
+    ngx_tm_t   tm;
+
+    if (t == 0) {
+        return json_null();
+    }
+
+    ngx_gmtime(t, &tm);
+
+    (void) ngx_sprintf(text, "%4d-%02d-%02dT%02d:%02d:%02dZ",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+
+    return json_stringn((char *) text, sizeof(text) - 1);
+}
+
+
+/* 9000 -> 90, 1250 -> 12.5, 3333 -> 33.33 */
+
+json_t *
+ngx_http_traffic_shift_api_json_weight(ngx_uint_t weight)
+{
+    if (weight % 100 == 0) {
+        return json_integer(weight / 100);
+    }
+
+    return json_real((double) weight / 100);
+}
+
+
+/*
+ * A JSON number as hundredths of a percent; NGX_ERROR if it is not
+ * from 0 to 100, NGX_DECLINED if it has more than 2 decimals.
+ */
+
+ngx_int_t
+ngx_http_traffic_shift_api_json_to_weight(json_t *value)
+{
+    double      x, y, d;
+    json_int_t  n;
+    ngx_int_t   w;
+
+    if (json_is_integer(value)) {
+        n = json_integer_value(value);
+
+        if (n < 0 || n > 100) {
+            return NGX_ERROR;
+        }
+
+        return (ngx_int_t) n * 100;
+    }
+
+    x = json_real_value(value);
+
+    if (!(x >= 0 && x <= 100)) {
+        return NGX_ERROR;
+    }
+
+    y = x * 100;
+    w = (ngx_int_t) (y + 0.5);
+    d = y - (double) w;
+
+    if (d > 1e-6 || d < -1e-6) {
+        return NGX_DECLINED;
+    }
+
+    return w;
+}
