@@ -32,7 +32,7 @@ my $SEQ = 0;
 sub run_capture {
     my ($opts, @cmd) = @_;
     my $dir = $opts->{dir} // File::Spec->tmpdir;
-    my $n = ++$SEQ;
+    my $n = $$ . '-' . ++$SEQ;
     my ($out, $err) = ("$dir/run-$n.out", "$dir/run-$n.err");
     my $start = time;
 
