@@ -3,6 +3,7 @@
 #   make / make module   build $(BUILD_DIR)/ngx_http_traffic_shift_module.so
 #   make deps            install the Debian packages needed (root)
 #   make test            style check, then the test suite (prove)
+#   make stress          the reliability tests (t/stress/), a few minutes
 #   make demo            start nginx with the module on loopback, show it
 #   make install         copy the module to $(NGINX_MODULES_DIR)
 #   make clean           remove $(BUILD_DIR)
@@ -17,6 +18,8 @@
 #   SKIP_DEPS=1            do not check the Debian packages
 #   TS_MODULE              module the tests load (default: the build output)
 #   TESTS, PROVE_FLAGS     which tests prove runs, and how
+#   STRESS_SHORT=1         make stress: the short pass (CI), under 2 minutes
+#   STRESS_TESTS           which reliability tests make stress runs
 
 MODULE_NAME := ngx_http_traffic_shift_module
 BUILD_DIR ?= build
@@ -28,11 +31,13 @@ NGINX_MODULES_DIR ?= /usr/lib/nginx/modules
 PROVE ?= prove
 PROVE_FLAGS ?=
 TESTS ?= $(sort $(wildcard t/*.t))
+STRESS_TESTS ?= $(sort $(wildcard t/stress/*.t))
+STRESS_SHORT ?=
 TS_MODULE ?= $(MODULE)
 
 export NGINX_SRC NGINX_CONFIGURE_FLAGS NGINX_CC_OPT NGINX_LD_OPT
 
-.PHONY: all module deps deps-check test check-style demo install \
+.PHONY: all module deps deps-check test check-style stress demo install \
         clean
 
 all: module
@@ -58,6 +63,10 @@ check-style:
 
 test: module check-style
 	TS_MODULE='$(TS_MODULE)' $(PROVE) -I t/lib $(PROVE_FLAGS) $(TESTS)
+
+stress: module
+	TS_MODULE='$(TS_MODULE)' STRESS_SHORT='$(STRESS_SHORT)' \
+	    $(PROVE) -I t/lib $(PROVE_FLAGS) $(STRESS_TESTS)
 
 demo: module
 	TS_MODULE='$(TS_MODULE)' scripts/demo
