@@ -433,6 +433,164 @@ sub _first_ge {
 
 
 ###########################################################################
+# worker killer
+
+# The worker processes of an nginx master (not those shutting down).
+sub worker_pids {
+    my ($master) = @_;
+    my @pids;
+    opendir(my $dh, '/proc') or return;
+    for my $pid (grep { /^\d+$/ } readdir $dh) {
+        open(my $fh, '<', "/proc/$pid/stat") or next;
+        my $stat = <$fh> // next;
+        close $fh;
+        my (undef, $ppid) = split ' ', substr($stat, rindex($stat, ')') + 2);
+        next unless defined $ppid && $ppid == $master;
+        open($fh, '<', "/proc/$pid/cmdline") or next;
+        my $cmd = do { local $/; <$fh> } // '';
+        close $fh;
+        push @pids, $pid if $cmd =~ /worker process\0*$/;
+    }
+    closedir $dh;
+    return sort { $a <=> $b } @pids;
+}
+
+# Starts a process that sends SIGKILL to a random worker of $master every
+# $period seconds, at a random moment of each period, until stopped.
+# Output: one line "TIME PID" per kill (monotonic time).
+sub killer {
+    my ($dir, $master, $period, %o) = @_;
+    my $max = $o{max} // 300;
+    return spawn($dir, 'killer', sub {
+        my ($stop) = @_;
+        my $start = now();
+        my $end = $start + $max;
+        my @kills;
+        for (my $k = 0; !$$stop && now() < $end; $k++) {
+            my $at = $start + ($k + rand()) * $period;
+            while (!$$stop && now() < $at) {
+                sleep(0.005);
+            }
+            last if $$stop;
+            my @w = worker_pids($master);
+            next unless @w;
+            my $victim = $w[int rand @w];
+            push @kills, sprintf("%.6f %d\n", now(), $victim)
+                if kill 'KILL', $victim;
+            # the next period starts where this one ends
+            my $next = $start + ($k + 1) * $period;
+            sleep($next - now()) if $next > now();
+        }
+        return join '', @kills;
+    });
+}
+
+
+###########################################################################
+# killing the worker that serves a request
+
+# On one connection to 127.0.0.1:$port: sends $first (a request whose
+# answer names the worker in the header $o{pid_header}, X-Worker by
+# default, and keeps the connection open), then $req, and $delay seconds
+# later, unless the answer has arrived, SIGKILLs that worker; then reads
+# the answer.  Returns { status (0 if none), body, error, killed (pid or
+# undef), sent, answered (monotonic times around $req) }.
+sub request_and_kill {
+    my ($port, $first, $req, $delay, %o) = @_;
+    my $timeout = $o{timeout} // 5;
+    my $header = $o{pid_header} // 'X-Worker';
+    my $deadline = now() + $timeout;
+    my %r = (status => 0);
+
+    my ($s, $err) = _connect($port, $deadline);
+    my ($res, $pid);
+    ($res, $err) = _send_read($s, $first, $deadline) if $s;
+    if ($res) {
+        ($pid) = $res->{head} =~ /\r\n\Q$header\E: *(\d+)/i;
+        $err = "no $header header" unless $pid;
+    }
+    if ($err) {
+        close $s if $s;
+        $r{error} = "first request: $err";
+        $r{sent} = $r{answered} = now();
+        return \%r;
+    }
+
+    $r{sent} = now();
+    $err = _send($s, $req, $deadline);
+    if (!$err) {
+        sleep($delay) if $delay > 0;
+        my $bits = '';
+        vec($bits, fileno($s), 1) = 1;
+        if (select($bits, undef, undef, 0) == 0) {
+            # no answer yet: the worker is still at it
+            $r{killed} = $pid if kill 'KILL', $pid;
+        }
+        ($res, $err) = _read($s, '', $deadline);
+    }
+    close $s;
+    $r{answered} = now();
+    if ($res) {
+        $r{status} = $res->{status};
+        $r{body} = $res->{body};
+    } else {
+        $r{error} = $err;
+    }
+    return \%r;
+}
+
+sub _send {
+    my ($s, $req, $deadline) = @_;
+    my $off = 0;
+    while ($off < length $req) {
+        my $n = syswrite($s, $req, length($req) - $off, $off);
+        if (!defined $n) {
+            return "write: $!"
+                unless $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
+            return 'write: timeout' unless _wait($s, 1, $deadline);
+            next;
+        }
+        $off += $n;
+    }
+    return undef;
+}
+
+sub _send_read {
+    my ($s, $req, $deadline) = @_;
+    my $err = _send($s, $req, $deadline);
+    return (undef, $err) if $err;
+    return _read($s, '', $deadline);
+}
+
+# reads one answer framed by Content-Length; ({status, head, body}, undef)
+# or (undef, error)
+sub _read {
+    my ($s, $buf, $deadline) = @_;
+    for (;;) {
+        my $hend = index($buf, "\r\n\r\n");
+        if ($hend >= 0) {
+            my $head = substr($buf, 0, $hend);
+            my ($status) = $head =~ m{^HTTP/1\.[01] (\d{3})}
+                or return (undef, 'bad status line');
+            my ($len) = $head =~ /\r\nContent-Length: *(\d+)/i;
+            return (undef, 'no Content-Length') unless defined $len;
+            if (length($buf) >= $hend + 4 + $len) {
+                return ({ status => $status + 0, head => $head,
+                          body => substr($buf, $hend + 4, $len) }, undef);
+            }
+        }
+        return (undef, 'read: timeout') unless _wait($s, 0, $deadline);
+        my $n = sysread($s, $buf, 65536, length $buf);
+        if (!defined $n) {
+            next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
+            return (undef, "read: $!");
+        }
+        return (undef, 'connection closed') if $n == 0;
+    }
+}
+
+
+###########################################################################
 # wrk
 
 # Starts wrk against 127.0.0.1:$port for $seconds (when it is installed
@@ -470,7 +628,9 @@ sub wrk_result {
     ($r{requests}) = $out =~ /(\d+) requests in/;
     ($r{rate}) = $out =~ m{Requests/sec:\s*([\d.]+)};
     $r{non2xx} = $1 if $out =~ /Non-2xx or 3xx responses: (\d+)/;
-    if ($out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/) {
+    if ($out =~ /Socket errors: connect (\d+), read (\d+), write (\d+),
+                 \ timeout (\d+)/x)
+    {
         $r{errors} = $1 + $2 + $3 + $4;
     }
     return \%r;
