@@ -3,7 +3,8 @@
 #   make / make module   build $(BUILD_DIR)/ngx_http_traffic_shift_module.so
 #   make deps            install the Debian packages needed (root)
 #   make test            style check, then the test suite (prove)
-#   make stress          the reliability tests (t/stress/), a few minutes
+#   make stress          reliability tests under load (t/stress/), about
+#                        2 minutes; STRESS_SHORT=1: the short pass of CI
 #   make demo            start nginx with the module on loopback, show it
 #   make install         copy the module to $(NGINX_MODULES_DIR)
 #   make clean           remove $(BUILD_DIR)
@@ -18,8 +19,6 @@
 #   SKIP_DEPS=1            do not check the Debian packages
 #   TS_MODULE              module the tests load (default: the build output)
 #   TESTS, PROVE_FLAGS     which tests prove runs, and how
-#   STRESS_SHORT=1         make stress: the short pass (CI), under 2 minutes
-#   STRESS_TESTS           which reliability tests make stress runs
 
 MODULE_NAME := ngx_http_traffic_shift_module
 BUILD_DIR ?= build
@@ -37,7 +36,7 @@ TS_MODULE ?= $(MODULE)
 
 export NGINX_SRC NGINX_CONFIGURE_FLAGS NGINX_CC_OPT NGINX_LD_OPT
 
-.PHONY: all module deps deps-check test check-style stress demo install \
+.PHONY: all module deps deps-check test check-style demo install \
         clean
 
 all: module
@@ -64,6 +63,9 @@ check-style:
 test: module check-style
 	TS_MODULE='$(TS_MODULE)' $(PROVE) -I t/lib $(PROVE_FLAGS) $(TESTS)
 
+# The reliability tests (docs/stress.md): STRESS_SHORT=1 runs the short
+# pass of CI; STRESS_TESTS chooses the files.
+.PHONY: stress
 stress: module
 	TS_MODULE='$(TS_MODULE)' STRESS_SHORT='$(STRESS_SHORT)' \
 	    $(PROVE) -I t/lib $(PROVE_FLAGS) $(STRESS_TESTS)

@@ -114,8 +114,9 @@ my $wrk_out = $wrk ? (TSStress::collect($DURATION + 15, $wrk))[0] : undef;
 # the flips
 
 is_deeply(\@refused, [], 'every flip answered 200');
-my $expected = int($DURATION / $STEP) - 2;
-cmp_ok(scalar @flips, '>=', $expected, "at least $expected flips");
+# one every STEP unless the machine is very slow
+my $expected = int($DURATION / $STEP / 2);
+cmp_ok(scalar @flips, '>=', $expected, scalar(@flips) . ' flips');
 is_deeply([map { $_->{generation} } @flips],
           [$first_gen + 1 .. $first_gen + @flips],
           'generation +1 per flip');

@@ -28,7 +28,9 @@ my $AIM_EVERY = 0.5;                # the worker serving a change
 my $STEP = 0.02;                    # between two flips
 my $SAMPLE = 0.2;                   # between two reads of /metrics
 my $TIMEOUT = 2;                    # the longest an API call may take
-my $PROBE_GAP = 1.5;                # the longest a server may go unprobed
+my $PROBE_GAP = 2;                  # the longest a server may go unprobed:
+                                    # lease (interval + timeout), another
+                                    # worker's timer, the probe, sampling
 
 my $JSON = JSON::PP->new->canonical;
 
@@ -288,7 +290,7 @@ is_deeply(\@slow, [], "every API call answered within ${TIMEOUT}s");
 is_deeply(\@problems, [], 'every answer consistent with the changes made');
 cmp_ok(scalar @kills, '>=', int($DURATION / $KILL_EVERY) - 1,
        scalar(@kills) . ' workers killed');
-cmp_ok($n{accepted} // 0, '>', $DURATION / $STEP / 4,
+cmp_ok($n{accepted} // 0, '>', $DURATION / $STEP / 10,
        ($n{accepted} // 0) . ' changes accepted');
 cmp_ok($n{aimed_lost} // 0, '>', 0,
        sprintf('%d of %d changes lost with the worker killed while '
