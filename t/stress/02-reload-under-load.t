@@ -5,7 +5,8 @@
 # clients send requests as fast as they can.  No request fails, the
 # runtime weights stay (same generation, source "api") and traffic keeps
 # following them, weights that come from the configuration follow each new
-# configuration, and no server is marked down.
+# configuration, and no server is marked down.  Then reloads while the
+# active pool flips: every change is kept and requests follow them.
 
 use strict;
 use warnings;
@@ -185,5 +186,92 @@ note(sprintf('%d reloads (%.2f s median, %.2f s max) in %.1f s; '
     scalar @reloads, $rt[@rt / 2], $rt[-1], $t1 - $t0, $s->{total},
     $s->{total} / ($t1 - $t0), eval { my $n = 0; $n += $_ for @during; $n },
     $s->{retried}));
+
+
+# Reloads while the active pool flips every 100 ms: every change answered
+# 200 (a reload that keeps the pools never refuses one), the last one
+# survives, and requests follow the flips in old and new workers alike.
+
+my $FLIP_RELOADS = dur(10, 5);
+
+$r = api('PATCH', '/upstreams/app', json => { active => 'blue' });
+is($r->{status}, 200, 'blue active');
+$gen = $r->{json}{generation};
+
+@clients = map {
+    TSStress::client($dir, "flipping$_", port => $port,
+                     per_conn => $_ == 1 ? 1 : 50)
+} 1 .. 3;
+
+# the flipper: one line per change, "SENT ANSWERED POOL STATUS GENERATION"
+my $flipper = TSStress::spawn($dir, 'flipper', sub {
+    my ($stop) = @_;
+    my ($active, @out) = ('blue');
+    my $next = now();
+    while (!$$stop) {
+        my $to = $active eq 'blue' ? 'green' : 'blue';
+        my $sent = now();
+        my $p = api('PATCH', '/upstreams/app', json => { active => $to },
+                    quiet => 1);
+        push @out, sprintf("%.6f %.6f %s %d %s\n", $sent, now(), $to,
+            $p->{status}, ($p->{json} // {})->{generation} // '-');
+        $active = $to if $p->{status} == 200;
+        $next += 0.1;
+        Time::HiRes::sleep($next - now()) if $next > now();
+    }
+    return join '', @out;
+});
+
+@failed = ();
+$t0 = now();
+for my $i (1 .. $FLIP_RELOADS) {
+    Time::HiRes::sleep($PAUSE);
+    push @failed, $i unless $t->reload(config($i));
+}
+Time::HiRes::sleep($PAUSE);
+$t1 = now();
+
+my ($flips_out) = TSStress::finish(5, $flipper);
+@outs = TSStress::finish(15, @clients);
+is_deeply(\@failed, [], "$FLIP_RELOADS reloads while flipping");
+
+my (@flips, @refused);
+for my $line (split /\n/, $flips_out) {
+    my ($sent, $answered, $pool, $status, $g) = split ' ', $line;
+    if ($status != 200) {
+        push @refused, "$status at $sent";
+        next;
+    }
+    push @flips, { sent => $sent, answered => $answered, pool => $pool,
+                   generation => $g };
+}
+is_deeply(\@refused, [], 'every change answered 200');
+cmp_ok(scalar @flips, '>', ($t1 - $t0) / 0.1 / 2,
+       scalar(@flips) . ' changes');
+is_deeply([map { $_->{generation} } @flips],
+          [$gen + 1 .. $gen + @flips], 'generation +1 per change');
+
+$app = api('GET', '/upstreams/app')->{json};
+is($app->{generation}, $gen + @flips, 'the last change is kept: generation');
+is_deeply($app->{weights},
+          { map { $_ => $_ eq $flips[-1]{pool} ? 100 : 0 } qw(blue green) },
+          'the last change is kept: weights');
+
+@rec = TSStress::records(@outs);
+$s = TSStress::summary(@rec);
+cmp_ok($s->{total}, '>', 100, "requests: $s->{total}");
+is($s->{failed}, 0, 'no failed request');
+is_deeply($s->{status}, { 200 => $s->{total} - $s->{failed} },
+          'every answer 200');
+is($s->{mismatch}, 0, 'every answer from a backend of the pool named');
+my ($bad, $strict) = TSStress::check_flips('blue', \@flips, @rec);
+is(scalar @$bad, 0, 'no answer from a pool a change had replaced');
+diag(join "\n", map { TSStress::show($_) . " allowed $_->{allowed} "
+                      . "(states $_->{states})" } @{$bad}[0 .. 9])
+    if @$bad;
+
+note(sprintf('%d reloads and %d changes in %.1f s; %d requests, %d checked '
+    . 'exactly, %d retried', $FLIP_RELOADS, scalar @flips, $t1 - $t0,
+    $s->{total}, $strict, $s->{retried}));
 
 done_testing();
