@@ -48,12 +48,22 @@ typedef struct ngx_http_traffic_shift_upstream_s
     ngx_http_traffic_shift_upstream_t;
 
 
+/* a state of a traffic_shift upstream's weights */
+
+typedef struct {
+    ngx_uint_t                           generation;
+    ngx_uint_t                           source;
+    time_t                               updated;
+    ngx_uint_t                           npools;
+    ngx_uint_t                           weights[NGX_HTTP_TS_MAX_POOLS];
+} ngx_http_traffic_shift_weights_t;
+
+
 /* shared memory */
 
 typedef struct {
     u_char                               name[NGX_HTTP_TS_NAME_LEN];
     size_t                               len;
-    ngx_uint_t                           weight;
     ngx_uint_t                           conf_weight;
     ngx_atomic_t                         requests;
     ngx_atomic_t                         responses[NGX_HTTP_TS_CLASSES];
@@ -62,11 +72,13 @@ typedef struct {
 
 /*
  * A traffic_shift upstream in the zone.  The record is found by name and
- * never moves while its name is configured.  Weights, names and the
- * generation are written under the slab mutex inside a seqlock ("seq" odd
- * while writing), so that the request path reads them without a lock.
- * "layout" identifies the list of pool names: workers of an older cycle
- * compare it with their own and ignore a record rewritten for other pools.
+ * never moves while its name is configured.  Its weights are kept twice: a
+ * writer, holding the slab mutex, fills the copy not in use and publishes
+ * it with one store of "current", all inside a seqlock ("seq" odd while
+ * writing).  Readers take no lock; a writer that dies at any point leaves
+ * either the old or the new state published, never a mix.  "layout"
+ * identifies the list of pool names: workers of an older cycle compare it
+ * with their own and ignore a record rewritten for other pools.
  */
 
 typedef struct {
@@ -76,10 +88,13 @@ typedef struct {
 
     ngx_atomic_t                         seq;
     ngx_atomic_t                         layout;
+    ngx_atomic_t                         current;
+
+    /* the generation of the published copy, for a cheap look */
     ngx_atomic_t                         generation;
-    ngx_uint_t                           source;
-    time_t                               updated;
+
     ngx_uint_t                           npools;
+    ngx_http_traffic_shift_weights_t     copy[2];
     ngx_http_traffic_shift_sh_pool_t     pools[NGX_HTTP_TS_MAX_POOLS];
 } ngx_http_traffic_shift_sh_split_t;
 
@@ -193,6 +208,7 @@ typedef struct {
     ngx_http_complex_value_t            *route;
 
     ngx_http_traffic_shift_sh_split_t   *sh;
+    ngx_slab_pool_t                     *shpool;
     ngx_uint_t                           layout;
 
     ngx_http_traffic_shift_snapshot_t    snap;

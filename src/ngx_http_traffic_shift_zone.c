@@ -26,6 +26,9 @@ static ngx_http_traffic_shift_sh_split_t *ngx_http_traffic_shift_zone_find(
 static ngx_int_t ngx_http_traffic_shift_zone_same_pools(
     ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_sh_split_t *rec, ngx_uint_t *map);
+static void ngx_http_traffic_shift_zone_publish(
+    ngx_http_traffic_shift_sh_split_t *rec,
+    ngx_http_traffic_shift_weights_t *w);
 static void *ngx_http_traffic_shift_zone_alloc(
     ngx_http_traffic_shift_main_conf_t *mcf, size_t size);
 static void ngx_http_traffic_shift_zone_collect(
@@ -241,12 +244,11 @@ ngx_http_traffic_shift_zone_split(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, ngx_http_traffic_shift_sh_t *osh,
     ngx_log_t *log)
 {
-    ngx_uint_t                          i, same, changed, layout, source;
+    ngx_uint_t                          i, same, changed, layout;
     ngx_uint_t                          map[NGX_HTTP_TS_MAX_POOLS];
     ngx_uint_t                          conf[NGX_HTTP_TS_MAX_POOLS];
-    ngx_uint_t                          weights[NGX_HTTP_TS_MAX_POOLS];
-    ngx_atomic_uint_t                   generation;
     ngx_http_traffic_shift_pool_t      *pool;
+    ngx_http_traffic_shift_weights_t    w, old;
     ngx_http_traffic_shift_sh_pool_t   *shp;
     ngx_http_traffic_shift_sh_split_t  *rec, *src;
     ngx_http_traffic_shift_sh_pool_t    saved[NGX_HTTP_TS_MAX_POOLS];
@@ -280,18 +282,32 @@ ngx_http_traffic_shift_zone_split(ngx_http_traffic_shift_main_conf_t *mcf,
 
     same = src ? ngx_http_traffic_shift_zone_same_pools(split, src, map) : 0;
 
+    /* the state to start from: the published copy of the old record */
+
+    if (src) {
+        if (src->seq & 1) {
+            /* its writer died: what it published is whole either way */
+            src->seq++;
+        }
+
+        old = src->copy[src->current & 1];
+    }
+
     changed = 0;
     layout = rec->layout;
-    generation = src ? src->generation : 0;
+
+    w.npools = split->pools.nelts;
+    w.generation = src ? old.generation : 0;
+    w.updated = src ? old.updated : 0;
 
     if (same) {
-        source = src->source;
+        w.source = old.source;
 
         for (i = 0; i < split->pools.nelts; i++) {
-            weights[i] = (source == NGX_HTTP_TS_SRC_CONFIG)
-                         ? conf[i] : src->pools[map[i]].weight;
+            w.weights[i] = (w.source == NGX_HTTP_TS_SRC_CONFIG)
+                           ? conf[i] : old.weights[map[i]];
 
-            if (weights[i] != src->pools[map[i]].weight) {
+            if (w.weights[i] != old.weights[map[i]]) {
                 changed = 1;
             }
 
@@ -312,10 +328,15 @@ ngx_http_traffic_shift_zone_split(ngx_http_traffic_shift_main_conf_t *mcf,
                           &split->name);
         }
 
-        source = NGX_HTTP_TS_SRC_CONFIG;
-        ngx_memcpy(weights, conf, sizeof(conf));
+        w.source = NGX_HTTP_TS_SRC_CONFIG;
+        ngx_memcpy(w.weights, conf, sizeof(conf));
         changed = 1;
         layout = 0;
+    }
+
+    if (changed || src == NULL) {
+        w.generation++;
+        w.updated = ngx_time();
     }
 
     if (layout == 0) {
@@ -343,28 +364,20 @@ ngx_http_traffic_shift_zone_split(ngx_http_traffic_shift_main_conf_t *mcf,
             }
         }
 
-        shp->weight = weights[i];
         shp->conf_weight = conf[i];
     }
 
     rec->npools = split->pools.nelts;
-    rec->source = source;
     rec->layout = layout;
 
-    if (changed || src == NULL) {
-        rec->generation = generation + 1;
-        rec->updated = ngx_time();
-
-    } else if (src != rec) {
-        rec->generation = generation;
-        rec->updated = src->updated;
-    }
+    ngx_http_traffic_shift_zone_publish(rec, &w);
 
     ngx_http_traffic_shift_write_end(&rec->seq);
 
     rec->seen = mcf->sh->epoch;
 
     split->sh = rec;
+    split->shpool = mcf->shpool;
     split->layout = layout;
 
     return NGX_OK;
@@ -658,20 +671,29 @@ ngx_http_traffic_shift_zone_chunk(size_t size)
 }
 
 
+/*
+ * A consistent copy of the published weights, without a lock.  A writer
+ * only fills the copy not in use, so once a writer has stayed inside its
+ * section for a while (stalled, or dead with the sequence odd) the
+ * published copy is read anyway, valid as long as neither the sequence nor
+ * "current" moved meanwhile.  Should that never settle, the slab mutex
+ * ends the wait: no writer is inside its section while it is held.
+ */
+
 ngx_int_t
 ngx_http_traffic_shift_zone_read(ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_weights_t *w)
 {
-    ngx_uint_t                          i, n;
-    ngx_atomic_uint_t                   seq;
+    ngx_uint_t                          n;
+    ngx_atomic_uint_t                   seq, cur;
     ngx_http_traffic_shift_sh_split_t  *rec;
 
     rec = split->sh;
 
-    for (n = 0; n < 64; n++) {
+    for (n = 0; n < 128; n++) {
         seq = rec->seq;
 
-        if (seq & 1) {
+        if ((seq & 1) && n < 64) {
             ngx_cpu_pause();
             continue;
         }
@@ -682,23 +704,51 @@ ngx_http_traffic_shift_zone_read(ngx_http_traffic_shift_split_t *split,
             return NGX_DECLINED;
         }
 
-        w->generation = rec->generation;
-        w->source = rec->source;
-        w->updated = rec->updated;
-        w->npools = rec->npools;
-
-        for (i = 0; i < split->pools.nelts; i++) {
-            w->weights[i] = rec->pools[i].weight;
-        }
+        cur = rec->current;
+        *w = rec->copy[cur & 1];
 
         ngx_memory_barrier();
 
-        if (rec->seq == seq) {
+        if (rec->seq == seq && rec->current == cur) {
             return NGX_OK;
         }
     }
 
-    return NGX_AGAIN;
+    ngx_shmtx_lock(&split->shpool->mutex);
+
+    if (rec->seq & 1) {
+        rec->seq++;
+    }
+
+    if (rec->layout != split->layout) {
+        ngx_shmtx_unlock(&split->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    *w = rec->copy[rec->current & 1];
+
+    ngx_shmtx_unlock(&split->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* under the slab mutex, inside the seqlock */
+
+static void
+ngx_http_traffic_shift_zone_publish(ngx_http_traffic_shift_sh_split_t *rec,
+    ngx_http_traffic_shift_weights_t *w)
+{
+    ngx_uint_t  next;
+
+    next = (rec->current & 1) ^ 1;
+
+    rec->copy[next] = *w;
+
+    ngx_memory_barrier();
+
+    rec->current = next;
+    rec->generation = w->generation;
 }
 
 
@@ -730,16 +780,9 @@ ngx_http_traffic_shift_zone_set_weights(
         return NGX_ABORT;
     }
 
-    change->old.generation = rec->generation;
-    change->old.source = rec->source;
-    change->old.updated = rec->updated;
-    change->old.npools = n;
+    change->old = rec->copy[rec->current & 1];
 
-    for (i = 0; i < n; i++) {
-        change->old.weights[i] = rec->pools[i].weight;
-    }
-
-    if (if_match && if_match != rec->generation) {
+    if (if_match && if_match != change->old.generation) {
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -756,26 +799,18 @@ ngx_http_traffic_shift_zone_set_weights(
         }
     }
 
-    ngx_http_traffic_shift_write_begin(&rec->seq);
-
-    for (i = 0; i < n; i++) {
-        rec->pools[i].weight = weights[i];
-    }
-
-    rec->generation++;
-    rec->source = source;
-    rec->updated = ngx_time();
-
-    ngx_http_traffic_shift_write_end(&rec->seq);
-
-    change->new.generation = rec->generation;
-    change->new.source = rec->source;
-    change->new.updated = rec->updated;
+    change->new.generation = change->old.generation + 1;
+    change->new.source = source;
+    change->new.updated = ngx_time();
     change->new.npools = n;
 
     for (i = 0; i < n; i++) {
         change->new.weights[i] = weights[i];
     }
+
+    ngx_http_traffic_shift_write_begin(&rec->seq);
+    ngx_http_traffic_shift_zone_publish(rec, &change->new);
+    ngx_http_traffic_shift_write_end(&rec->seq);
 
     ngx_http_traffic_shift_zone_changed(mcf);
 
@@ -869,6 +904,7 @@ ngx_http_traffic_shift_zone_restore(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_uint_t generation, time_t updated)
 {
     ngx_uint_t                          i;
+    ngx_http_traffic_shift_weights_t    w;
     ngx_http_traffic_shift_sh_split_t  *rec;
 
     rec = split->sh;
@@ -880,22 +916,23 @@ ngx_http_traffic_shift_zone_restore(ngx_http_traffic_shift_main_conf_t *mcf,
         return NGX_ABORT;
     }
 
-    ngx_http_traffic_shift_write_begin(&rec->seq);
+    if (rec->seq & 1) {
+        rec->seq++;
+    }
+
+    w.npools = split->pools.nelts;
+    w.source = NGX_HTTP_TS_SRC_STATE;
+    w.updated = updated;
+    w.generation = rec->copy[rec->current & 1].generation;
+    w.generation = (generation > w.generation) ? generation
+                                                : w.generation + 1;
 
     for (i = 0; i < split->pools.nelts; i++) {
-        rec->pools[i].weight = weights[i];
+        w.weights[i] = weights[i];
     }
 
-    if (generation > rec->generation) {
-        rec->generation = generation;
-
-    } else {
-        rec->generation++;
-    }
-
-    rec->source = NGX_HTTP_TS_SRC_STATE;
-    rec->updated = updated;
-
+    ngx_http_traffic_shift_write_begin(&rec->seq);
+    ngx_http_traffic_shift_zone_publish(rec, &w);
     ngx_http_traffic_shift_write_end(&rec->seq);
 
     ngx_http_traffic_shift_zone_changed(mcf);

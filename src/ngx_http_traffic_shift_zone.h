@@ -14,17 +14,6 @@
 #define NGX_HTTP_TS_DEFAULT_ZONE  "traffic_shift"
 
 
-/* a consistent copy of a traffic_shift upstream's weights */
-
-typedef struct {
-    ngx_uint_t   generation;
-    ngx_uint_t   source;
-    time_t       updated;
-    ngx_uint_t   npools;
-    ngx_uint_t   weights[NGX_HTTP_TS_MAX_POOLS];
-} ngx_http_traffic_shift_weights_t;
-
-
 /* the outcome of a weight change */
 
 typedef struct {
