@@ -6,6 +6,7 @@
 #   make stress          reliability tests under load (t/stress/), about
 #                        2 minutes; STRESS_SHORT=1: the short pass of CI
 #   make demo            start nginx with the module on loopback, show it
+#   make bench           benchmark against stock nginx (scripts/bench)
 #   make install         copy the module to $(NGINX_MODULES_DIR)
 #   make clean           remove $(BUILD_DIR)
 #
@@ -19,6 +20,8 @@
 #   SKIP_DEPS=1            do not check the Debian packages
 #   TS_MODULE              module the tests load (default: the build output)
 #   TESTS, PROVE_FLAGS     which tests prove runs, and how
+#   BENCH                  parts of the benchmark to run (default: all;
+#                          proxy instr api zone); BENCH_* in scripts/bench
 
 MODULE_NAME := ngx_http_traffic_shift_module
 BUILD_DIR ?= build
@@ -37,7 +40,7 @@ TS_MODULE ?= $(MODULE)
 export NGINX_SRC NGINX_CONFIGURE_FLAGS NGINX_CC_OPT NGINX_LD_OPT
 
 .PHONY: all module deps deps-check test check-style demo install \
-        clean
+        clean bench
 
 all: module
 
@@ -72,6 +75,9 @@ stress: module
 
 demo: module
 	TS_MODULE='$(TS_MODULE)' scripts/demo
+
+bench: module
+	TS_MODULE='$(TS_MODULE)' scripts/bench $(BENCH)
 
 install: module
 	install -d '$(DESTDIR)$(NGINX_MODULES_DIR)'
