@@ -8,6 +8,11 @@
 #include "ngx_http_traffic_shift_zone.h"
 
 
+/* the request path's cheap test before a call to refresh */
+#define ngx_http_traffic_shift_stale(mcf)                                    \
+    ((mcf)->sh && (mcf)->sh->version != (mcf)->version)
+
+
 static ngx_int_t ngx_http_traffic_shift_upstream_init_peer(
     ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us);
 static void ngx_http_traffic_shift_upstream_sync(
@@ -197,7 +202,9 @@ ngx_http_traffic_shift_upstream_init_peer(ngx_http_request_t *r,
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
 
-    ngx_http_traffic_shift_refresh(mcf, r->connection->log);
+    if (ngx_http_traffic_shift_stale(mcf)) {
+        ngx_http_traffic_shift_refresh(mcf, r->connection->log);
+    }
 
     scf = ngx_http_conf_upstream_srv_conf(us, ngx_http_traffic_shift_module);
 
@@ -500,6 +507,8 @@ ngx_int_t
 ngx_http_traffic_shift_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
+    ngx_int_t                            rc;
+    ngx_uint_t                           decided;
     ngx_http_upstream_t                 *u;
     ngx_http_upstream_srv_conf_t        *uscf;
     ngx_http_traffic_shift_ctx_t        *ctx;
@@ -510,11 +519,15 @@ ngx_http_traffic_shift_init_peer(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_traffic_shift_module);
 
+    decided = 0;
+
     if (ctx == NULL || ctx->split != split) {
         ctx = ngx_http_traffic_shift_decide(r, split);
         if (ctx == NULL) {
             return NGX_ERROR;
         }
+
+        decided = 1;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -529,7 +542,21 @@ ngx_http_traffic_shift_init_peer(ngx_http_request_t *r,
     u->upstream = uscf;
     u->peer.data = NULL;
 
-    if (uscf->peer.init(r, uscf) != NGX_OK) {
+    /*
+     * the decision has just brought this worker up to date: skip our
+     * wrapper of the pool's peer.init, which would check it again
+     */
+
+    if (decided
+        && uscf->peer.init == ngx_http_traffic_shift_upstream_init_peer)
+    {
+        rc = ctx->pool->ups->original_init_peer(r, uscf);
+
+    } else {
+        rc = uscf->peer.init(r, uscf);
+    }
+
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -556,7 +583,9 @@ ngx_http_traffic_shift_decide(ngx_http_request_t *r,
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
 
-    ngx_http_traffic_shift_refresh(mcf, r->connection->log);
+    if (ngx_http_traffic_shift_stale(mcf)) {
+        ngx_http_traffic_shift_refresh(mcf, r->connection->log);
+    }
 
     if (!split->snap.valid) {
         (void) ngx_http_traffic_shift_snapshot(split, r->connection->log);
@@ -580,7 +609,9 @@ ngx_http_traffic_shift_decide(ngx_http_request_t *r,
         i = ngx_http_traffic_shift_swrr(split);
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_traffic_shift_ctx_t));
+    /* every field is set below: no need to zero it first */
+
+    ctx = ngx_palloc(r->pool, sizeof(ngx_http_traffic_shift_ctx_t));
     if (ctx == NULL) {
         return NULL;
     }
@@ -588,6 +619,7 @@ ngx_http_traffic_shift_decide(ngx_http_request_t *r,
     ctx->split = split;
     ctx->index = i;
     ctx->pool = (ngx_http_traffic_shift_pool_t *) split->pools.elts + i;
+    ctx->counted = 0;
 
     ngx_http_set_ctx(r, ctx, ngx_http_traffic_shift_module);
 
