@@ -7,6 +7,8 @@
 #                        2 minutes; STRESS_SHORT=1: the short pass of CI
 #   make demo            start nginx with the module on loopback, show it
 #   make bench           benchmark against stock nginx (scripts/bench)
+#   make asan            build with AddressSanitizer and UBSan in
+#                        $(ASAN_BUILD_DIR), run the test suite with them
 #   make install         copy the module to $(NGINX_MODULES_DIR)
 #   make clean           remove $(BUILD_DIR)
 #
@@ -20,6 +22,8 @@
 #   SKIP_DEPS=1            do not check the Debian packages
 #   TS_MODULE              module the tests load (default: the build output)
 #   TESTS, PROVE_FLAGS     which tests prove runs, and how
+#   ASAN_BUILD_DIR         build directory of make asan (default: build-asan)
+#   ASAN_CC_OPT, ASAN_LD_OPT   its compiler and linker flags
 #   BENCH                  parts of the benchmark to run (default: all;
 #                          proxy instr api zone); BENCH_* in scripts/bench
 
@@ -37,10 +41,18 @@ STRESS_TESTS ?= $(sort $(wildcard t/stress/*.t))
 STRESS_SHORT ?=
 TS_MODULE ?= $(MODULE)
 
+ASAN_BUILD_DIR ?= build-asan
+ASAN_CC_OPT ?= -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+               -fsanitize-recover=address -fPIC
+ASAN_LD_OPT ?= -fsanitize=address,undefined -Wl,-z,relro -Wl,-z,now -fPIC
+ASAN_PRELOAD ?= $(shell gcc -print-file-name=libasan.so) \
+                $(shell gcc -print-file-name=libubsan.so)
+ASAN_NGINX_BINARY ?= $(or $(TS_NGINX),/usr/sbin/nginx)
+
 export NGINX_SRC NGINX_CONFIGURE_FLAGS NGINX_CC_OPT NGINX_LD_OPT
 
 .PHONY: all module deps deps-check test check-style demo install \
-        clean bench
+        clean bench asan
 
 all: module
 
@@ -75,6 +87,18 @@ stress: module
 
 demo: module
 	TS_MODULE='$(TS_MODULE)' scripts/demo
+
+# The module built with the sanitizers, loaded into the stock nginx run
+# with their runtimes preloaded (scripts/asan-nginx); the harness fails a
+# test whose logs hold a report.
+asan: deps-check
+	@$(MAKE) --no-print-directory module SKIP_DEPS=1 \
+	    BUILD_DIR='$(ASAN_BUILD_DIR)' \
+	    NGINX_CC_OPT='$(ASAN_CC_OPT)' NGINX_LD_OPT='$(ASAN_LD_OPT)'
+	TS_SANITIZE=1 TS_NGINX='$(CURDIR)/scripts/asan-nginx' \
+	ASAN_NGINX_BINARY='$(ASAN_NGINX_BINARY)' ASAN_PRELOAD='$(ASAN_PRELOAD)' \
+	TS_MODULE='$(abspath $(ASAN_BUILD_DIR))/$(MODULE_NAME).so' \
+	    $(PROVE) -I t/lib $(PROVE_FLAGS) $(TESTS)
 
 bench: module
 	TS_MODULE='$(TS_MODULE)' scripts/bench $(BENCH)
