@@ -918,7 +918,8 @@ ngx_http_traffic_shift_api_read_body(ngx_http_request_t *r, ngx_str_t *body)
 
                 p += n;
 
-            } else {
+            } else if (b->last != b->pos) {
+                /* an empty buffer may have no memory: no memcpy(p, NULL) */
                 p = ngx_cpymem(p, b->pos, b->last - b->pos);
             }
         }
