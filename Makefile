@@ -9,6 +9,8 @@
 #   make bench           benchmark against stock nginx (scripts/bench)
 #   make asan            build with AddressSanitizer and UBSan in
 #                        $(ASAN_BUILD_DIR), run the test suite with them
+#   make fuzz            build the libFuzzer targets (clang), run each for
+#                        FUZZ_SECONDS (fuzz/run)
 #   make install         copy the module to $(NGINX_MODULES_DIR)
 #   make clean           remove $(BUILD_DIR)
 #
@@ -24,6 +26,8 @@
 #   TESTS, PROVE_FLAGS     which tests prove runs, and how
 #   ASAN_BUILD_DIR         build directory of make asan (default: build-asan)
 #   ASAN_CC_OPT, ASAN_LD_OPT   its compiler and linker flags
+#   FUZZ_SECONDS, FUZZ_TARGETS   seconds per fuzz target (default 30),
+#                          which targets (default: all)
 #   BENCH                  parts of the benchmark to run (default: all;
 #                          proxy instr api zone); BENCH_* in scripts/bench
 
@@ -52,7 +56,7 @@ ASAN_NGINX_BINARY ?= $(or $(TS_NGINX),/usr/sbin/nginx)
 export NGINX_SRC NGINX_CONFIGURE_FLAGS NGINX_CC_OPT NGINX_LD_OPT
 
 .PHONY: all module deps deps-check test check-style demo install \
-        clean bench asan
+        clean bench asan fuzz
 
 all: module
 
@@ -99,6 +103,14 @@ asan: deps-check
 	ASAN_NGINX_BINARY='$(ASAN_NGINX_BINARY)' ASAN_PRELOAD='$(ASAN_PRELOAD)' \
 	TS_MODULE='$(abspath $(ASAN_BUILD_DIR))/$(MODULE_NAME).so' \
 	    $(PROVE) -I t/lib $(PROVE_FLAGS) $(TESTS)
+
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?=
+
+# the configured tree of "make" gives the targets nginx's headers
+fuzz: module
+	BUILD_DIR='$(BUILD_ABS)' FUZZ_SECONDS='$(FUZZ_SECONDS)' \
+	    fuzz/run $(FUZZ_TARGETS)
 
 bench: module
 	TS_MODULE='$(TS_MODULE)' scripts/bench $(BENCH)

@@ -1,0 +1,323 @@
+
+/*
+ * Copyright (C) nginx-traffic-shift developers
+ */
+
+
+/*
+ * The few nginx core functions and globals the fuzzed code calls, for a
+ * build without nginx's objects (the Debian nginx-dev package ships only
+ * its headers).  Each follows nginx's documented behaviour for the inputs
+ * the module gives it; a format this formatter does not know aborts, so
+ * that a fuzz run reports it instead of hiding a difference.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+ngx_module_t  ngx_http_core_module = { 0, 0 };
+ngx_module_t  ngx_http_traffic_shift_module = { 1, 1 };
+
+
+static u_char *ngx_fuzz_number(u_char *buf, u_char *last, uint64_t ui64,
+    ngx_uint_t negative, u_char zero, ngx_uint_t width, ngx_uint_t hex);
+
+
+u_char *
+ngx_vslprintf(u_char *buf, u_char *last, const char *fmt, va_list args)
+{
+    u_char      *p, zero;
+    size_t       slen;
+    int64_t      i64;
+    uint64_t     ui64;
+    ngx_str_t   *v;
+    ngx_uint_t   width, sign, hex, negative;
+
+    while (*fmt && buf < last) {
+
+        if (*fmt != '%') {
+            *buf++ = *fmt++;
+            continue;
+        }
+
+        fmt++;
+
+        zero = (u_char) ((*fmt == '0') ? '0' : ' ');
+        width = 0;
+        sign = 1;
+        hex = 0;
+        slen = (size_t) -1;
+
+        while (*fmt >= '0' && *fmt <= '9') {
+            width = width * 10 + (*fmt++ - '0');
+        }
+
+        for ( ;; ) {
+            switch (*fmt) {
+
+            case 'u':
+                sign = 0;
+                fmt++;
+                continue;
+
+            case 'x':
+                hex = 1;
+                sign = 0;
+                fmt++;
+                continue;
+
+            case '*':
+                slen = va_arg(args, size_t);
+                fmt++;
+                continue;
+
+            default:
+                break;
+            }
+
+            break;
+        }
+
+        switch (*fmt) {
+
+        case 'V':
+            v = va_arg(args, ngx_str_t *);
+            slen = ngx_min((size_t) (last - buf), v->len);
+            buf = ngx_cpymem(buf, v->data, slen);
+            fmt++;
+            continue;
+
+        case 's':
+            p = va_arg(args, u_char *);
+
+            if (slen == (size_t) -1) {
+                while (*p && buf < last) {
+                    *buf++ = *p++;
+                }
+
+            } else {
+                slen = ngx_min((size_t) (last - buf), slen);
+                buf = ngx_cpymem(buf, p, slen);
+            }
+
+            fmt++;
+            continue;
+
+        case 'c':
+            *buf++ = (u_char) va_arg(args, int);
+            fmt++;
+            continue;
+
+        case '%':
+            *buf++ = '%';
+            fmt++;
+            continue;
+
+        case 'd':
+            if (sign) {
+                i64 = (int64_t) va_arg(args, int);
+
+            } else {
+                i64 = (int64_t) va_arg(args, u_int);
+            }
+
+            break;
+
+        case 'i':
+            if (sign) {
+                i64 = (int64_t) va_arg(args, ngx_int_t);
+
+            } else {
+                i64 = (int64_t) va_arg(args, ngx_uint_t);
+            }
+
+            break;
+
+        case 'z':
+            if (sign) {
+                i64 = (int64_t) va_arg(args, ssize_t);
+
+            } else {
+                i64 = (int64_t) va_arg(args, size_t);
+            }
+
+            break;
+
+        case 'l':
+            if (sign) {
+                i64 = (int64_t) va_arg(args, long);
+
+            } else {
+                i64 = (int64_t) va_arg(args, u_long);
+            }
+
+            break;
+
+        case 'T':
+            i64 = (int64_t) va_arg(args, time_t);
+            break;
+
+        default:
+            /* a format this shim does not implement */
+            abort();
+        }
+
+        fmt++;
+        negative = 0;
+
+        if (sign && i64 < 0) {
+            negative = 1;
+            ui64 = (uint64_t) -(i64 + 1) + 1;
+
+        } else {
+            ui64 = (uint64_t) i64;
+        }
+
+        buf = ngx_fuzz_number(buf, last, ui64, negative, zero, width, hex);
+    }
+
+    return buf;
+}
+
+
+static u_char *
+ngx_fuzz_number(u_char *buf, u_char *last, uint64_t ui64,
+    ngx_uint_t negative, u_char zero, ngx_uint_t width, ngx_uint_t hex)
+{
+    u_char      *p, temp[32];
+    size_t       len;
+    ngx_uint_t   base;
+
+    if (negative && buf < last) {
+        *buf++ = '-';
+    }
+
+    base = hex ? 16 : 10;
+    p = temp + sizeof(temp);
+
+    do {
+        *--p = "0123456789abcdef"[ui64 % base];
+        ui64 /= base;
+    } while (ui64);
+
+    len = (temp + sizeof(temp)) - p;
+
+    while (len < width-- && buf < last) {
+        *buf++ = zero;
+    }
+
+    len = ngx_min((size_t) (last - buf), len);
+
+    return ngx_cpymem(buf, p, len);
+}
+
+
+u_char * ngx_cdecl
+ngx_sprintf(u_char *buf, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, (void *) -1, fmt, args);
+    va_end(args);
+
+    return p;
+}
+
+
+u_char * ngx_cdecl
+ngx_snprintf(u_char *buf, size_t max, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + max, fmt, args);
+    va_end(args);
+
+    return p;
+}
+
+
+u_char * ngx_cdecl
+ngx_slprintf(u_char *buf, u_char *last, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, last, fmt, args);
+    va_end(args);
+
+    return p;
+}
+
+
+ngx_int_t
+ngx_atoi(u_char *line, size_t n)
+{
+    ngx_int_t  value, cutoff, cutlim;
+
+    if (n == 0) {
+        return NGX_ERROR;
+    }
+
+    cutoff = NGX_MAX_INT_T_VALUE / 10;
+    cutlim = NGX_MAX_INT_T_VALUE % 10;
+
+    for (value = 0; n--; line++) {
+        if (*line < '0' || *line > '9') {
+            return NGX_ERROR;
+        }
+
+        if (value >= cutoff && (value > cutoff || *line - '0' > cutlim)) {
+            return NGX_ERROR;
+        }
+
+        value = value * 10 + (*line - '0');
+    }
+
+    return value;
+}
+
+
+ngx_int_t
+ngx_hextoi(u_char *line, size_t n)
+{
+    u_char     c, ch;
+    ngx_int_t  value, cutoff;
+
+    if (n == 0) {
+        return NGX_ERROR;
+    }
+
+    cutoff = NGX_MAX_INT_T_VALUE / 16;
+
+    for (value = 0; n--; line++) {
+        if (value > cutoff) {
+            return NGX_ERROR;
+        }
+
+        ch = *line;
+
+        if (ch >= '0' && ch <= '9') {
+            value = value * 16 + (ch - '0');
+            continue;
+        }
+
+        c = (u_char) (ch | 0x20);
+
+        if (c >= 'a' && c <= 'f') {
+            value = value * 16 + (c - 'a' + 10);
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return value;
+}
