@@ -21,6 +21,9 @@
 ngx_module_t  ngx_http_core_module = { 0, 0 };
 ngx_module_t  ngx_http_traffic_shift_module = { 1, 1 };
 
+static ngx_time_t      ngx_fuzz_time = { 1700000000, 0, 0 };
+volatile ngx_time_t   *ngx_cached_time = &ngx_fuzz_time;
+
 
 static u_char *ngx_fuzz_number(u_char *buf, u_char *last, uint64_t ui64,
     ngx_uint_t negative, u_char zero, ngx_uint_t width, ngx_uint_t hex);
@@ -320,4 +323,19 @@ ngx_hextoi(u_char *line, size_t n)
     }
 
     return value;
+}
+
+
+/* messages are formatted as nginx would, then dropped */
+
+void ngx_cdecl
+ngx_log_error_core(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
+    const char *fmt, ...)
+{
+    u_char   errstr[NGX_MAX_ERROR_STR];
+    va_list  args;
+
+    va_start(args, fmt);
+    (void) ngx_vslprintf(errstr, errstr + NGX_MAX_ERROR_STR, fmt, args);
+    va_end(args);
 }

@@ -1,0 +1,157 @@
+
+/*
+ * Copyright (C) nginx-traffic-shift developers
+ */
+
+
+/*
+ * A state file as nginx reads it at start: the checks of
+ * ngx_http_traffic_shift_state_load() on the parsed JSON, then
+ * ngx_http_traffic_shift_state_restore() for a configuration with the
+ * traffic_shift upstream "app" (pools blue, green, canary) and the
+ * upstreams app_blue and app_canary.  Whatever the file holds, weights
+ * are restored only if they total exactly 100% over the configured pools,
+ * and only configured servers are set admin-down.  The zone functions are
+ * stubs that check this; the log messages are formatted as nginx would.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_traffic_shift_state.h"
+#include "ngx_http_traffic_shift_zone.h"
+#include "ngx_http_traffic_shift_api.h"
+
+#include "extracted.inc"
+
+
+static ngx_http_traffic_shift_pool_t   ngx_fuzz_pools[] = {
+    { ngx_string("blue"), ngx_string("app_blue"), 10000, NULL, NULL, 0 },
+    { ngx_string("green"), ngx_string("app_green"), 0, NULL, NULL, 0 },
+    { ngx_string("canary"), ngx_string("app_canary"), 0, NULL, NULL, 0 }
+};
+
+static ngx_http_traffic_shift_split_t      ngx_fuzz_split;
+static ngx_http_traffic_shift_server_t     ngx_fuzz_servers[3];
+static ngx_http_traffic_shift_upstream_t   ngx_fuzz_ups[2];
+
+
+ngx_int_t
+ngx_http_traffic_shift_zone_restore(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
+    ngx_uint_t generation, time_t updated)
+{
+    ngx_uint_t  i, total;
+
+    if (split != &ngx_fuzz_split) {
+        abort();
+    }
+
+    total = 0;
+
+    for (i = 0; i < split->pools.nelts; i++) {
+        if (weights[i] > NGX_HTTP_TS_TOTAL) {
+            abort();
+        }
+
+        total += weights[i];
+    }
+
+    if (total != NGX_HTTP_TS_TOTAL) {
+        abort();
+    }
+
+    split->sh->generation = generation;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_traffic_shift_zone_set_admin_down(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_server_t *server, ngx_uint_t down)
+{
+    if (server < ngx_fuzz_servers || server >= ngx_fuzz_servers + 3
+        || down != 1)
+    {
+        abort();
+    }
+
+    return NGX_OK;
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    json_t                              *root;
+    ngx_log_t                            log;
+    json_error_t                         error;
+    ngx_http_upstream_srv_conf_t         uscf[2];
+    ngx_http_traffic_shift_split_t      *splitp;
+    ngx_http_traffic_shift_sh_split_t    sh_split;
+    ngx_http_traffic_shift_upstream_t   *upsp[2];
+    ngx_http_traffic_shift_main_conf_t   mcf;
+
+    ngx_memzero(&log, sizeof(ngx_log_t));
+    log.log_level = NGX_LOG_DEBUG;
+
+    ngx_memzero(&ngx_fuzz_split, sizeof(ngx_http_traffic_shift_split_t));
+    ngx_memzero(&sh_split, sizeof(ngx_http_traffic_shift_sh_split_t));
+    ngx_str_set(&ngx_fuzz_split.name, "app");
+    ngx_fuzz_split.pools.elts = ngx_fuzz_pools;
+    ngx_fuzz_split.pools.nelts = 3;
+    ngx_fuzz_split.pools.size = sizeof(ngx_http_traffic_shift_pool_t);
+    ngx_fuzz_split.sh = &sh_split;
+    splitp = &ngx_fuzz_split;
+
+    ngx_memzero(uscf, sizeof(uscf));
+    ngx_memzero(ngx_fuzz_servers, sizeof(ngx_fuzz_servers));
+    ngx_memzero(ngx_fuzz_ups, sizeof(ngx_fuzz_ups));
+    ngx_str_set(&uscf[0].host, "app_blue");
+    ngx_str_set(&uscf[1].host, "app_canary");
+    ngx_str_set(&ngx_fuzz_servers[0].name, "10.0.0.1:8080");
+    ngx_str_set(&ngx_fuzz_servers[1].name, "10.0.0.2:8080");
+    ngx_str_set(&ngx_fuzz_servers[2].name, "10.0.2.1:8080");
+    ngx_fuzz_ups[0].uscf = &uscf[0];
+    ngx_fuzz_ups[0].servers = &ngx_fuzz_servers[0];
+    ngx_fuzz_ups[0].nservers = 2;
+    ngx_fuzz_ups[1].uscf = &uscf[1];
+    ngx_fuzz_ups[1].servers = &ngx_fuzz_servers[2];
+    ngx_fuzz_ups[1].nservers = 1;
+    upsp[0] = &ngx_fuzz_ups[0];
+    upsp[1] = &ngx_fuzz_ups[1];
+
+    ngx_memzero(&mcf, sizeof(ngx_http_traffic_shift_main_conf_t));
+    ngx_str_set(&mcf.state_file, "/var/lib/nginx/traffic-shift.json");
+    mcf.splits.elts = &splitp;
+    mcf.splits.nelts = 1;
+    mcf.splits.size = sizeof(ngx_http_traffic_shift_split_t *);
+    mcf.upstreams.elts = upsp;
+    mcf.upstreams.nelts = 2;
+    mcf.upstreams.size = sizeof(ngx_http_traffic_shift_upstream_t *);
+
+    /* as ngx_http_traffic_shift_state_load() reads the file */
+
+    root = json_loadb((const char *) data, size, JSON_REJECT_DUPLICATES,
+                      &error);
+    if (root == NULL) {
+        return 0;
+    }
+
+    if (json_is_object(root)
+        && json_is_integer(json_object_get(root, "version"))
+        && json_is_object(json_object_get(root, "upstreams"))
+        && json_integer_value(json_object_get(root, "version"))
+           == NGX_HTTP_TS_STATE_VERSION)
+    {
+        ngx_http_traffic_shift_state_restore(&mcf, root, &log);
+    }
+
+    json_decref(root);
+
+    return 0;
+}
