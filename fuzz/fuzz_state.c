@@ -70,12 +70,13 @@ ngx_http_traffic_shift_zone_restore(ngx_http_traffic_shift_main_conf_t *mcf,
 
 
 ngx_int_t
-ngx_http_traffic_shift_zone_set_admin_down(
+ngx_http_traffic_shift_zone_admin_down(
     ngx_http_traffic_shift_main_conf_t *mcf,
-    ngx_http_traffic_shift_server_t *server, ngx_uint_t down)
+    ngx_http_traffic_shift_server_t *server, ngx_uint_t down,
+    ngx_uint_t if_match, ngx_uint_t *version)
 {
     if (server < ngx_fuzz_servers || server >= ngx_fuzz_servers + 3
-        || down != 1)
+        || down != 1 || if_match != 0 || version != NULL)
     {
         abort();
     }

@@ -474,8 +474,8 @@ ngx_http_traffic_shift_state_restore_down(
                                    server->name.len)
                        == 0)
                 {
-                    (void) ngx_http_traffic_shift_zone_set_admin_down(mcf,
-                                                                  server, 1);
+                    (void) ngx_http_traffic_shift_zone_admin_down(mcf,
+                                                         server, 1, 0, NULL);
 
                     ngx_log_error(NGX_LOG_NOTICE, log, 0,
                                   "traffic_shift: server \"%V\" of upstream "

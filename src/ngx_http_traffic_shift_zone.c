@@ -820,24 +820,6 @@ ngx_http_traffic_shift_zone_set_weights(
 }
 
 
-ngx_int_t
-ngx_http_traffic_shift_zone_set_admin_down(
-    ngx_http_traffic_shift_main_conf_t *mcf,
-    ngx_http_traffic_shift_server_t *server, ngx_uint_t down)
-{
-    ngx_shmtx_lock(&mcf->shpool->mutex);
-
-    if (server->sh->admin_down != down) {
-        server->sh->admin_down = down;
-        ngx_http_traffic_shift_zone_changed(mcf);
-    }
-
-    ngx_shmtx_unlock(&mcf->shpool->mutex);
-
-    return NGX_OK;
-}
-
-
 ngx_uint_t
 ngx_http_traffic_shift_zone_server_live(ngx_http_traffic_shift_server_t *server)
 {
@@ -864,9 +846,9 @@ ngx_http_traffic_shift_zone_upstream_live(
 
 
 /*
- * An admin mark set through the API: "if_match", when not 0, is the zone
- * version the client saw; a newer one declines.  "version" is the zone
- * version after the change.
+ * An admin mark, set through the API or restored from the state file:
+ * "if_match", when not 0, is the zone version the client saw; a newer one
+ * declines.  "version", when not NULL, gets the zone version after it.
  */
 
 ngx_int_t
@@ -878,7 +860,10 @@ ngx_http_traffic_shift_zone_admin_down(
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
     if (if_match && if_match != mcf->sh->version) {
-        *version = mcf->sh->version;
+        if (version) {
+            *version = mcf->sh->version;
+        }
+
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -888,7 +873,9 @@ ngx_http_traffic_shift_zone_admin_down(
         ngx_http_traffic_shift_zone_changed(mcf);
     }
 
-    *version = mcf->sh->version;
+    if (version) {
+        *version = mcf->sh->version;
+    }
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 

@@ -36,9 +36,6 @@ ngx_int_t ngx_http_traffic_shift_zone_set_weights(
     ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
     ngx_uint_t source, ngx_uint_t if_match, ngx_uint_t force,
     ngx_http_traffic_shift_change_t *change);
-ngx_int_t ngx_http_traffic_shift_zone_set_admin_down(
-    ngx_http_traffic_shift_main_conf_t *mcf,
-    ngx_http_traffic_shift_server_t *server, ngx_uint_t down);
 ngx_int_t ngx_http_traffic_shift_zone_admin_down(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_server_t *server, ngx_uint_t down,
