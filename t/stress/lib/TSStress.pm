@@ -17,6 +17,7 @@ use POSIX ();
 use Socket qw(PF_INET SOCK_STREAM IPPROTO_TCP TCP_NODELAY SOL_SOCKET
               SO_ERROR inet_aton pack_sockaddr_in);
 use Test::More ();
+use TSTest ();
 use Time::HiRes qw(clock_gettime CLOCK_MONOTONIC sleep);
 
 use Exporter 'import';
@@ -139,23 +140,11 @@ sub kill_all {
 ###########################################################################
 # HTTP
 
+# TSTest's connect, with this file's monotonic deadline
 sub _connect {
     my ($port, $deadline) = @_;
-    socket(my $s, PF_INET, SOCK_STREAM, IPPROTO_TCP)
-        or return (undef, "socket: $!");
-    my $flags = fcntl($s, F_GETFL, 0) or return (undef, "fcntl: $!");
-    fcntl($s, F_SETFL, $flags | O_NONBLOCK) or return (undef, "fcntl: $!");
-    if (!connect($s, pack_sockaddr_in($port, $LOOPBACK))) {
-        return (undef, "connect: $!") unless $! == EINPROGRESS;
-        return (undef, 'connect: timeout') unless _wait($s, 1, $deadline);
-        my $err = unpack('i', getsockopt($s, SOL_SOCKET, SO_ERROR));
-        if ($err) {
-            $! = $err;
-            return (undef, "connect: $!");
-        }
-    }
-    setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
-    return ($s, undef);
+    my $left = $deadline - now();
+    return TSTest::_connect($port, $left > 0.001 ? $left : 0.001);
 }
 
 sub _wait {
