@@ -30,7 +30,6 @@
 /* health state of a server, as probes see it */
 #define NGX_HTTP_TS_UP            0
 #define NGX_HTTP_TS_DOWN          1
-#define NGX_HTTP_TS_CHECKING      2
 
 /* response classes counted per pool: 1xx..5xx */
 #define NGX_HTTP_TS_CLASSES       5
@@ -162,10 +161,8 @@ struct ngx_http_traffic_shift_upstream_s {
     ngx_uint_t                           nservers;
     ngx_http_traffic_shift_server_t     *servers;
 
-    /* per worker: the zone version the peers were synced to */
-    ngx_uint_t                           synced;
+    /* per worker: any server live, as of the last sync */
     unsigned                             live:1;
-    unsigned                             fail_open:1;
 };
 
 
@@ -183,10 +180,6 @@ typedef struct {
 /* per worker: what the request path reads */
 
 typedef struct {
-    ngx_uint_t                           version;
-    ngx_uint_t                           generation;
-    ngx_uint_t                           weights[NGX_HTTP_TS_MAX_POOLS];
-
     /* smooth weighted round robin over the eligible pools */
     ngx_uint_t                           eligible[NGX_HTTP_TS_MAX_POOLS];
     ngx_int_t                            current[NGX_HTTP_TS_MAX_POOLS];

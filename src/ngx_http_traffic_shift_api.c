@@ -107,6 +107,8 @@ static ngx_int_t ngx_http_traffic_shift_api_error(ngx_http_request_t *r,
 static ngx_int_t ngx_http_traffic_shift_api_fail(
     ngx_http_traffic_shift_api_err_t *err, ngx_uint_t status, char *code,
     const char *fmt, ...);
+static void ngx_http_traffic_shift_api_too_large(
+    ngx_http_traffic_shift_api_err_t *err);
 static ngx_str_t ngx_http_traffic_shift_api_quote(u_char *buf, u_char *p,
     size_t len);
 static ngx_uint_t ngx_http_traffic_shift_api_version(ngx_http_request_t *r);
@@ -305,11 +307,7 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
     }
 
     if (r->headers_in.content_length_n > NGX_HTTP_TS_API_MAX_BODY) {
-        (void) ngx_http_traffic_shift_api_fail(&err,
-                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                          "body_too_large",
-                                          "the body is larger than %d bytes",
-                                          NGX_HTTP_TS_API_MAX_BODY);
+        ngx_http_traffic_shift_api_too_large(&err);
         goto discard;
     }
 
@@ -318,9 +316,7 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
 
     if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
         /* over client_max_body_size, seen at once */
-        (void) ngx_http_traffic_shift_api_fail(&err, rc, "body_too_large",
-                                          "the body is larger than %d bytes",
-                                          NGX_HTTP_TS_API_MAX_BODY);
+        ngx_http_traffic_shift_api_too_large(&err);
         return ngx_http_traffic_shift_api_error(r, &err, etag, NULL);
     }
 
@@ -772,11 +768,7 @@ ngx_http_traffic_shift_api_patch(ngx_http_request_t *r)
     }
 
     if (received > NGX_HTTP_TS_API_MAX_BODY) {
-        (void) ngx_http_traffic_shift_api_fail(&err,
-                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                          "body_too_large",
-                                          "the body is larger than %d bytes",
-                                          NGX_HTTP_TS_API_MAX_BODY);
+        ngx_http_traffic_shift_api_too_large(&err);
         return ngx_http_traffic_shift_api_error(r, &err, etag, NULL);
     }
 
@@ -784,10 +776,7 @@ ngx_http_traffic_shift_api_patch(ngx_http_request_t *r)
 
     if (rc != NGX_OK) {
         if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            (void) ngx_http_traffic_shift_api_fail(&err, rc,
-                                          "body_too_large",
-                                          "the body is larger than %d bytes",
-                                          NGX_HTTP_TS_API_MAX_BODY);
+            ngx_http_traffic_shift_api_too_large(&err);
             return ngx_http_traffic_shift_api_error(r, &err, etag, NULL);
         }
 
@@ -1725,6 +1714,17 @@ ngx_http_traffic_shift_api_error(ngx_http_request_t *r,
     return ngx_http_traffic_shift_api_send(r, err->status,
                                    &ngx_http_traffic_shift_api_json_type_str,
                                    data, p - data, etag, allow);
+}
+
+
+static void
+ngx_http_traffic_shift_api_too_large(ngx_http_traffic_shift_api_err_t *err)
+{
+    (void) ngx_http_traffic_shift_api_fail(err,
+                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                          "body_too_large",
+                                          "the body is larger than %d bytes",
+                                          NGX_HTTP_TS_API_MAX_BODY);
 }
 
 

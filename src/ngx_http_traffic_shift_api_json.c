@@ -406,9 +406,7 @@ ngx_http_traffic_shift_api_state(ngx_http_traffic_shift_upstream_t *ups,
         return "down";
     }
 
-    if (sh->state == NGX_HTTP_TS_CHECKING
-        || (ups->health && sh->last_probe == 0))
-    {
+    if (ups->health && sh->last_probe == 0) {
         return "checking";
     }
 

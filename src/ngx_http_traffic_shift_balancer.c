@@ -277,14 +277,13 @@ ngx_http_traffic_shift_upstream_sync(ngx_http_traffic_shift_upstream_t *ups,
 
     fail_open = (live == 0);
 
-    if (fail_open && !ups->fail_open) {
+    if (fail_open && ups->live) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "traffic_shift: no live server in upstream \"%V\", "
                       "failing open", &ups->uscf->host);
     }
 
     ups->live = (live != 0);
-    ups->fail_open = fail_open;
 
     peers = ups->uscf->peer.data;
 
@@ -467,8 +466,6 @@ ngx_http_traffic_shift_snapshot(ngx_http_traffic_shift_split_t *split,
         if (eligible[i] != snap->eligible[i]) {
             changed = 1;
         }
-
-        snap->weights[i] = w.weights[i];
     }
 
     if (changed) {
@@ -481,7 +478,6 @@ ngx_http_traffic_shift_snapshot(ngx_http_traffic_shift_split_t *split,
         }
     }
 
-    snap->generation = w.generation;
     snap->valid = 1;
 
     return rc;
