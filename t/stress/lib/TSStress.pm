@@ -147,19 +147,11 @@ sub _connect {
     return TSTest::_connect($port, $left > 0.001 ? $left : 0.001);
 }
 
+# TSTest's wait, with this file's monotonic deadline
 sub _wait {
     my ($s, $write, $deadline) = @_;
-    my $bits = '';
-    vec($bits, fileno($s), 1) = 1;
-    for (;;) {
-        my $left = $deadline - now();
-        return 0 if $left <= 0;
-        my $v = $bits;
-        my $n = $write ? select(undef, $v, undef, $left)
-                       : select($v, undef, undef, $left);
-        return 1 if $n > 0;
-        return 0 if $n < 0 && $! != EINTR;
-    }
+    return TSTest::_wait_fd($s, $write,
+        Time::HiRes::time() + $deadline - now());
 }
 
 # One request on $s; returns ({status, pool, backend, close}, undef) or
