@@ -8,10 +8,10 @@
 #define _NGX_HTTP_TRAFFIC_SHIFT_API_H_INCLUDED_
 
 
-#include <jansson.h>
-
 #include "ngx_http_traffic_shift.h"
 #include "ngx_http_traffic_shift_zone.h"
+
+#include <jansson.h>
 
 
 char *ngx_http_traffic_shift_api(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -4,12 +4,12 @@
  */
 
 
-#include <jansson.h>
-#include <sys/file.h>
-
 #include "ngx_http_traffic_shift_state.h"
 #include "ngx_http_traffic_shift_zone.h"
 #include "ngx_http_traffic_shift_api.h"
+
+#include <jansson.h>
+#include <sys/file.h>
 
 
 /*
