@@ -264,14 +264,10 @@ static void
 ngx_http_traffic_shift_upstream_sync(ngx_http_traffic_shift_upstream_t *ups,
     ngx_log_t *log)
 {
-    ngx_uint_t                     i, n, live, fail_open;
+    ngx_uint_t                     n, live, fail_open;
     ngx_http_upstream_rr_peers_t  *peers;
 
-    live = 0;
-
-    for (i = 0; i < ups->nservers; i++) {
-        live += ngx_http_traffic_shift_zone_server_live(&ups->servers[i]);
-    }
+    live = ngx_http_traffic_shift_zone_live(ups);
 
     /* every server down: fail open, let round robin use them all */
 
@@ -728,7 +724,11 @@ ngx_http_traffic_shift_pool_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_traffic_shift_module);
 
-    if (ctx == NULL) {
+    if (ctx && ctx->split == NULL) {
+        /* an admin API request */
+        ctx = NULL;
+
+    } else if (ctx == NULL) {
 
         /* evaluated before the upstream connects: decide now, once */
 

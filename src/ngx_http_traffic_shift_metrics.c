@@ -6,6 +6,7 @@
 
 #include "ngx_http_traffic_shift_metrics.h"
 #include "ngx_http_traffic_shift_zone.h"
+#include "ngx_http_traffic_shift_lib.h"
 
 
 /*

@@ -23,6 +23,11 @@ typedef struct {
 } ngx_http_traffic_shift_change_t;
 
 
+/*
+ * The shm_zone init: creates or reconciles the records of the
+ * configuration.  NGX_DONE: a new zone with no older one to carry state
+ * from, that is a start (the caller restores the state file).
+ */
 ngx_int_t ngx_http_traffic_shift_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
 size_t ngx_http_traffic_shift_zone_estimate(
@@ -43,10 +48,17 @@ ngx_int_t ngx_http_traffic_shift_zone_admin_down(
 ngx_int_t ngx_http_traffic_shift_zone_restore(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
-    ngx_uint_t generation, time_t updated);
+    ngx_uint_t source, ngx_uint_t generation, time_t updated);
+void ngx_http_traffic_shift_zone_set_floor(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_uint_t floor);
+ngx_int_t ngx_http_traffic_shift_zone_retire(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log);
+
+/* not down by configuration, probes or an admin mark */
 ngx_uint_t ngx_http_traffic_shift_zone_server_live(
     ngx_http_traffic_shift_server_t *server);
-ngx_uint_t ngx_http_traffic_shift_zone_upstream_live(
+/* the number of live servers of an upstream{} block */
+ngx_uint_t ngx_http_traffic_shift_zone_live(
     ngx_http_traffic_shift_upstream_t *ups);
 
 
