@@ -19,37 +19,10 @@ $t->backend($_) for qw(blue1 green1);
 
 my $file = $t->testdir . '/state.json';
 
-my $template = <<'EOF';
-http {
-    traffic_shift_zone %%ZONE%%;
-    %%STATE%%
-
-    upstream u_blue  { server 127.0.0.1:%%PORT_blue1%%; }
-    upstream u_green { server 127.0.0.1:%%PORT_green1%%; }
-
-    traffic_shift app {
-        pool blue  u_blue  weight=100;
-        pool green u_green;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_main%%;
-        location / { proxy_pass http://app; }
-    }
-    server {
-        listen 127.0.0.1:%%PORT_api%%;
-        add_header X-Worker $pid always;
-        location /traffic/ { traffic_shift_api write=on; }
-    }
-}
-EOF
-
 sub conf {
     my ($zone, $state) = @_;
-    (my $c = $template) =~ s/%%ZONE%%/$zone/;
-    $state = $state ? "traffic_shift_state $file;" : '';
-    $c =~ s/%%STATE%%/$state/;
-    return $c;
+    return TSConsistency::app_conf(zone => $zone,
+                                   state => $state ? $file : undef);
 }
 
 sub app { $t->get('/traffic/upstreams/app', port => 'api')->{json} }

@@ -18,30 +18,8 @@ $t->backend($_) for qw(blue1 green1);
 
 my $file = $t->testdir . '/state.json';
 
-$t->write_config(<<'EOF');
-http {
-    traffic_shift_zone shift 1m;
-    traffic_shift_state %%TESTDIR%%/state.json;
-
-    upstream u_blue  { server 127.0.0.1:%%PORT_blue1%%; }
-    upstream u_green { server 127.0.0.1:%%PORT_green1%%; }
-
-    traffic_shift app {
-        pool blue  u_blue  weight=100;
-        pool green u_green;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_main%%;
-        location / { proxy_pass http://app; }
-    }
-    server {
-        listen 127.0.0.1:%%PORT_api%%;
-        add_header X-Worker $pid always;
-        location /traffic/ { traffic_shift_api write=on; }
-    }
-}
-EOF
+$t->write_config(TSConsistency::app_conf(zone => 'shift 1m',
+                                          state => $file));
 $t->start;
 
 sub app { $t->get('/traffic/upstreams/app', port => 'api')->{json} }

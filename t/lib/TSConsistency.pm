@@ -21,6 +21,15 @@ package TSConsistency;
 #       or { status => 599, error }.
 #   TSConsistency::wait_gone($t, @pids)   until these processes exited
 #   TSConsistency::read_json($t, $file)   the file decoded, or undef
+#   TSConsistency::app_conf(%o)
+#       A template: traffic_shift "app" (pools blue: u_blue on backend
+#       blue1, weight 100, and green: u_green on green1) proxied on port
+#       main, the API at /traffic/ on port api (write=on, X-Worker).
+#       zone => 'shift 1m'   traffic_shift_zone
+#       state => FILE        traffic_shift_state
+#       pools => '...'       the pool lines of app instead
+#       app => 0             no app (nor u_blue, u_green, location /)
+#       extra => '...'       more http{} directives
 #   my $pid = TSConsistency::raw_server($port, $answer, seconds => 60)
 #       A forked listener answering each connection, once it sent a
 #       request head, with $answer and a close; it exits after "seconds"
@@ -197,6 +206,35 @@ sub read_json {
     my $text = $t->read_file($file);
     return undef unless defined $text;
     return eval { JSON::PP->new->decode($text) };
+}
+
+sub app_conf {
+    my (%o) = @_;
+    my $app = $o{app} // 1;
+    my $pools = $o{pools}
+        // 'pool blue u_blue weight=100; pool green u_green;';
+    my $c = "http {\n";
+    $c .= "    traffic_shift_zone $o{zone};\n" if $o{zone};
+    $c .= "    traffic_shift_state $o{state};\n" if $o{state};
+    $c .= <<"EOF" if $app;
+    upstream u_blue  { server 127.0.0.1:%%PORT_blue1%%; }
+    upstream u_green { server 127.0.0.1:%%PORT_green1%%; }
+    traffic_shift app { $pools }
+EOF
+    $c .= "    $o{extra}\n" if $o{extra};
+    $c .= "    server {\n        listen 127.0.0.1:%%PORT_main%%;\n";
+    $c .= "        location / { proxy_pass http://app; }\n" if $app;
+    $c .= "        location = /ping { return 204; }\n";
+    $c .= <<'EOF';
+    }
+    server {
+        listen 127.0.0.1:%%PORT_api%%;
+        add_header X-Worker $pid always;
+        location /traffic/ { traffic_shift_api write=on; }
+    }
+}
+EOF
+    return $c;
 }
 
 sub raw_server {
