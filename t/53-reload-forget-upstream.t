@@ -93,8 +93,9 @@ for my $between (1, 3) {
 
     my $mark = $t->log_mark;
     ok($t->reload($full), "$what: reload adding them back");
-    ok($t->error_log(since => $mark)
-           =~ /traffic_shift "app".*(forgotten|starts from the configuration)/i,
+    my $notice = qr/traffic_shift "app".*
+                    (forgotten|starts\ from\ the\ configuration)/ix;
+    ok($t->error_log(since => $mark) =~ $notice,
        "$what: a notice says app starts from the configuration");
 
     $gen = check_forgotten($what, $gen, 1);
