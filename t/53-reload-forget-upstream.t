@@ -93,7 +93,7 @@ for my $between (1, 3) {
 
     my $mark = $t->log_mark;
     ok($t->reload($full), "$what: reload adding them back");
-    my $notice = qr/traffic_shift "app".*
+    my $notice = qr/traffic_shift\ "app".*
                     (forgotten|starts\ from\ the\ configuration)/ix;
     ok($t->error_log(since => $mark) =~ $notice,
        "$what: a notice says app starts from the configuration");
