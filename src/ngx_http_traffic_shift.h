@@ -180,6 +180,9 @@ typedef struct {
     unsigned                             conf_down:1;
     unsigned                             backup:1;
 
+    /* an address listed before in the block: it shares the record */
+    unsigned                             duplicate:1;
+
     ngx_http_traffic_shift_sh_server_t  *sh;
 } ngx_http_traffic_shift_server_t;
 

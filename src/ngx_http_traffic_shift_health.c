@@ -69,11 +69,13 @@ typedef struct {
     ngx_http_request_t                    *request;
     ngx_http_status_t                      status;
     u_char                                *sent;
-    u_char                                *status_end;
+    /* where the body starts, once the headers are read */
+    u_char                                *body_start;
     ngx_uint_t                             phase;
 
     unsigned                               busy:1;
     unsigned                               status_parsed:1;
+    unsigned                               headers_done:1;
 } ngx_http_traffic_shift_probe_t;
 
 
@@ -123,6 +125,8 @@ static void ngx_http_traffic_shift_health_ssl_handshake(ngx_connection_t *c);
 static void ngx_http_traffic_shift_health_send(
     ngx_http_traffic_shift_probe_t *probe);
 static void ngx_http_traffic_shift_health_recv(
+    ngx_http_traffic_shift_probe_t *probe);
+static ngx_int_t ngx_http_traffic_shift_health_headers(
     ngx_http_traffic_shift_probe_t *probe);
 static void ngx_http_traffic_shift_health_response(
     ngx_http_traffic_shift_probe_t *probe);
@@ -1113,9 +1117,10 @@ ngx_http_traffic_shift_health_start(ngx_http_traffic_shift_probe_t *probe)
     probe->busy = 1;
     probe->phase = NGX_HTTP_TS_HC_CONNECT;
     probe->status_parsed = 0;
+    probe->headers_done = 0;
     probe->buf = NULL;
     probe->request = NULL;
-    probe->status_end = NULL;
+    probe->body_start = NULL;
     probe->sent = probe->conf->request.data;
 
     ngx_memzero(&probe->status, sizeof(ngx_http_status_t));
@@ -1528,17 +1533,21 @@ ngx_http_traffic_shift_health_recv(ngx_http_traffic_shift_probe_t *probe)
             }
 
 #if (NGX_PCRE)
-            if (probe->conf->body) {
+            if (probe->conf->body && probe->headers_done) {
                 /* as much of the body as is matched */
                 ngx_http_traffic_shift_health_response(probe);
                 return;
             }
 #endif
 
-            /* nothing more is needed: read on to the end, and discard */
+            /*
+             * parsed headers or a body that is not matched are not needed
+             * any more: read on to the end, and discard
+             */
 
             b->pos = b->start;
             b->last = b->start;
+            probe->body_start = b->start;
         }
 
         n = c->recv(c, b->last, b->end - b->last);
@@ -1570,34 +1579,73 @@ ngx_http_traffic_shift_health_recv(ngx_http_traffic_shift_probe_t *probe)
 
         b->last += n;
 
-        if (probe->status_parsed) {
+        if (probe->headers_done) {
             continue;
         }
 
-        rc = ngx_http_parse_status_line(probe->request, b, &probe->status);
+        if (!probe->status_parsed) {
+            rc = ngx_http_parse_status_line(probe->request, b,
+                                            &probe->status);
+
+            if (rc == NGX_AGAIN) {
+                continue;
+            }
+
+            if (rc != NGX_OK) {
+                ngx_http_traffic_shift_health_done(probe,
+                                                   NGX_HTTP_TS_PROBE_FAIL,
+                                                   "bad status line");
+                return;
+            }
+
+            probe->status_parsed = 1;
+
+            if (!ngx_http_traffic_shift_health_status_ok(probe->conf,
+                                                         probe->status.code))
+            {
+                /* no need to read further */
+                ngx_http_traffic_shift_health_response(probe);
+                return;
+            }
+        }
+
+        if (ngx_http_traffic_shift_health_headers(probe) != NGX_OK) {
+            return;
+        }
+    }
+}
+
+
+/*
+ * The headers are read to their end, as nginx's proxy does: a response
+ * cut off inside them is a failure.  NGX_ERROR: the probe is over.
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_health_headers(ngx_http_traffic_shift_probe_t *probe)
+{
+    ngx_int_t  rc;
+
+    for ( ;; ) {
+        rc = ngx_http_parse_header_line(probe->request, probe->buf, 1);
+
+        if (rc == NGX_OK) {
+            continue;
+        }
 
         if (rc == NGX_AGAIN) {
-            continue;
+            return NGX_OK;
         }
 
-        if (rc != NGX_OK) {
-            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                               "bad status line");
-            return;
+        if (rc == NGX_HTTP_PARSE_HEADER_DONE) {
+            probe->headers_done = 1;
+            probe->body_start = probe->buf->pos;
+            return NGX_OK;
         }
 
-        probe->status_parsed = 1;
-
-        /* the status line's LF: the headers, if any, follow */
-        probe->status_end = b->pos - 1;
-
-        if (!ngx_http_traffic_shift_health_status_ok(probe->conf,
-                                                     probe->status.code))
-        {
-            /* no need to read further */
-            ngx_http_traffic_shift_health_response(probe);
-            return;
-        }
+        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+                                           "bad header");
+        return NGX_ERROR;
     }
 }
 
@@ -1628,6 +1676,12 @@ ngx_http_traffic_shift_health_response(ngx_http_traffic_shift_probe_t *probe)
         return;
     }
 
+    if (!probe->headers_done) {
+        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+                                           "incomplete response");
+        return;
+    }
+
 #if (NGX_PCRE)
 
     if (probe->conf->body) {
@@ -1648,37 +1702,16 @@ ngx_http_traffic_shift_health_response(ngx_http_traffic_shift_probe_t *probe)
 
 #if (NGX_PCRE)
 
-/* the body follows the empty line after the headers: NULL if it matches */
+/* the body as read: NULL if it matches */
 
 static char *
 ngx_http_traffic_shift_health_match(ngx_http_traffic_shift_probe_t *probe)
 {
-    u_char     *p, *q, *last;
-    ngx_int_t   rc;
-    ngx_str_t   body;
+    ngx_int_t  rc;
+    ngx_str_t  body;
 
-    last = probe->buf->last;
-    body.data = last;
-
-    for (p = probe->status_end; p < last; p++) {
-
-        if (*p != LF) {
-            continue;
-        }
-
-        q = p + 1;
-
-        if (q < last && *q == CR) {
-            q++;
-        }
-
-        if (q < last && *q == LF) {
-            body.data = q + 1;
-            break;
-        }
-    }
-
-    body.len = last - body.data;
+    body.data = probe->body_start;
+    body.len = probe->buf->last - probe->body_start;
 
     rc = ngx_regex_exec(probe->conf->body, &body, NULL, 0);
 

@@ -662,12 +662,7 @@ ngx_http_traffic_shift_state_json_down(json_t *down,
         for (j = 0; j < upsp[i]->nservers; j++) {
             server = &upsp[i]->servers[j];
 
-            if (!server->sh->admin_down
-                || ngx_http_traffic_shift_find_server(upsp[i],
-                                                      server->name.data,
-                                                      server->name.len)
-                   != (ngx_int_t) j)
-            {
+            if (!server->sh->admin_down || server->duplicate) {
                 continue;
             }
 

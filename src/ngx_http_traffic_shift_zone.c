@@ -429,6 +429,14 @@ ngx_http_traffic_shift_zone_server(ngx_http_traffic_shift_main_conf_t *mcf,
     rec = (ngx_http_traffic_shift_sh_server_t *)
               ngx_str_rbtree_lookup(&mcf->sh->servers, &key, hash);
 
+    if (rec && rec->seen == mcf->sh->epoch) {
+        /* the same address listed again in the upstream{} block */
+        ngx_free(key.data);
+        server->sh = rec;
+        server->duplicate = 1;
+        return NGX_OK;
+    }
+
     src = osh ? (ngx_http_traffic_shift_sh_server_t *)
                     ngx_str_rbtree_lookup(&osh->servers, &key, hash)
               : rec;

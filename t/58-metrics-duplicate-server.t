@@ -2,7 +2,7 @@
 
 # A server listed twice in an upstream{} block (same address) gives no
 # duplicate series in GET /metrics: every metric name and label set
-# appears once.
+# appears once, and the address keeps one state across reloads.
 
 use strict;
 use warnings;
@@ -12,6 +12,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use TSTest;
 use TSProm;
+use JSON::PP ();
 
 my $t = TSTest->new;
 $t->backend($_) for qw(blue1 green1);
@@ -33,7 +34,7 @@ http {
     server {
         listen 127.0.0.1:%%PORT_main%%;
         location / { proxy_pass http://app; }
-        location /traffic/ { traffic_shift_api; }
+        location /traffic/ { traffic_shift_api write=on; }
     }
 }
 EOF2
@@ -61,5 +62,15 @@ for my $metric (qw(traffic_shift_server_up traffic_shift_probes_total)) {
     is_deeply([grep { $seen{$_} > 1 } sort keys %seen], [],
         "$metric: each label set of $addr once");
 }
+
+# the two entries are one server: a drain of either survives a reload
+
+my $r = $t->patch('/traffic/health/u_blue/servers/1',
+                   { down => JSON::PP::true });
+is($r->{status}, 200, 'second entry drained');
+$t->reload;
+my $h = $t->get('/traffic/health/u_blue')->{json};
+is_deeply([map { $_->{state} } @{$h->{servers}}], [qw(admin_down admin_down)],
+    'after a reload both entries are still admin-down');
 
 done_testing();
