@@ -63,8 +63,11 @@ all: module
 module: deps-check
 	@BUILD_DIR='$(BUILD_ABS)' scripts/configure-nginx
 	$(MAKE) --no-print-directory -C '$(NGINX_TREE)' -f objs/Makefile modules
+	@# a new file, not written over the old one: an nginx running with
+	@# the old module keeps its mapping intact
 	@cmp -s '$(NGINX_TREE)/objs/$(MODULE_NAME).so' '$(MODULE)' \
-	    || cp '$(NGINX_TREE)/objs/$(MODULE_NAME).so' '$(MODULE)'
+	    || { cp '$(NGINX_TREE)/objs/$(MODULE_NAME).so' '$(MODULE).tmp' \
+	         && mv -f '$(MODULE).tmp' '$(MODULE)'; }
 	@echo "built $(MODULE)"
 
 deps:

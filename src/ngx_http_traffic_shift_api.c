@@ -17,6 +17,8 @@ static ngx_int_t ngx_http_traffic_shift_api_body_filter(ngx_http_request_t *r,
 static ngx_int_t ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_path_t *path,
     ngx_http_traffic_shift_api_err_t *err);
+static ngx_int_t ngx_http_traffic_shift_api_segments(ngx_http_request_t *r,
+    ngx_str_t *seg);
 static ngx_int_t ngx_http_traffic_shift_api_raw_path(ngx_http_request_t *r);
 static ngx_int_t ngx_http_traffic_shift_api_server(
     ngx_http_traffic_shift_upstream_t *ups, ngx_str_t *id, ngx_uint_t *index);
@@ -271,10 +273,9 @@ ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_path_t *path,
     ngx_http_traffic_shift_api_err_t *err)
 {
-    u_char                              *p, *last, *start, buf[80];
+    u_char                               buf[80];
     ngx_str_t                            seg[NGX_HTTP_TS_API_SEGMENTS], q;
-    ngx_uint_t                           n;
-    ngx_http_core_loc_conf_t            *clcf;
+    ngx_int_t                            n;
     ngx_http_traffic_shift_upstream_t   *ups;
     ngx_http_traffic_shift_main_conf_t  *mcf;
 
@@ -290,54 +291,11 @@ ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    p = r->uri.data;
-    last = p + r->uri.len;
+    n = ngx_http_traffic_shift_api_segments(r, seg);
 
-    if (clcf->name.len <= r->uri.len
-        && ngx_strncmp(p, clcf->name.data, clcf->name.len) == 0)
-    {
-        p += clcf->name.len;
-    }
-
-    if (p < last && *p == '/') {
-        p++;
-    }
-
-    if (p < last && last[-1] == '/') {
-        last--;
-    }
-
-    n = 0;
-
-    while (p < last) {
-        if (n == NGX_HTTP_TS_API_SEGMENTS) {
-            goto not_found;
-        }
-
-        start = p;
-
-        while (p < last && *p != '/') {
-            p++;
-        }
-
-        seg[n].data = start;
-        seg[n].len = p - start;
-
-        if (seg[n].len == 0) {
-            goto not_found;
-        }
-
-        n++;
-
-        if (p < last) {
-            p++;
-
-            if (p == last) {
-                goto not_found;
-            }
-        }
+    if (n == NGX_ERROR) {
+        goto not_found;
     }
 
     if (n == 0) {
@@ -446,6 +404,69 @@ not_found:
     return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_NOT_FOUND,
                                            "not_found",
                                            "no API resource \"%V\"", &q);
+}
+
+
+/* the segments of the path after the location: at most 4, none empty */
+
+static ngx_int_t
+ngx_http_traffic_shift_api_segments(ngx_http_request_t *r, ngx_str_t *seg)
+{
+    u_char                    *p, *last, *start;
+    ngx_int_t                  n;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    p = r->uri.data;
+    last = p + r->uri.len;
+
+    if (clcf->name.len <= r->uri.len
+        && ngx_strncmp(p, clcf->name.data, clcf->name.len) == 0)
+    {
+        p += clcf->name.len;
+    }
+
+    if (p < last && *p == '/') {
+        p++;
+    }
+
+    if (p < last && last[-1] == '/') {
+        last--;
+    }
+
+    n = 0;
+
+    while (p < last) {
+        if (n == NGX_HTTP_TS_API_SEGMENTS) {
+            return NGX_ERROR;
+        }
+
+        start = p;
+
+        while (p < last && *p != '/') {
+            p++;
+        }
+
+        seg[n].data = start;
+        seg[n].len = p - start;
+
+        if (seg[n].len == 0) {
+            return NGX_ERROR;
+        }
+
+        n++;
+
+        if (p < last) {
+            p++;
+
+            if (p == last) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return n;
 }
 
 

@@ -25,6 +25,9 @@ static ngx_int_t ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
 static ngx_int_t ngx_http_traffic_shift_api_parse_weights(
     ngx_http_traffic_shift_split_t *split, json_t *root, ngx_uint_t *weights,
     ngx_uint_t *force, ngx_http_traffic_shift_api_err_t *err);
+static ngx_int_t ngx_http_traffic_shift_api_weights(
+    ngx_http_traffic_shift_split_t *split, json_t *obj, ngx_uint_t *weights,
+    ngx_http_traffic_shift_api_err_t *err);
 static ngx_int_t ngx_http_traffic_shift_api_patch_server(
     ngx_http_request_t *r, ngx_http_traffic_shift_api_req_t *req,
     json_t *root, ngx_http_traffic_shift_api_err_t *err);
@@ -301,11 +304,11 @@ ngx_http_traffic_shift_api_parse_weights(ngx_http_traffic_shift_split_t *split,
     json_t *root, ngx_uint_t *weights, ngx_uint_t *force,
     ngx_http_traffic_shift_api_err_t *err)
 {
-    u_char      *p, buf[80], total_text[16];
+    u_char       buf[80];
     json_t      *value, *weights_obj, *active;
     ngx_int_t    w;
     ngx_str_t    q;
-    ngx_uint_t   i, n, total;
+    ngx_uint_t   i, n;
     const char  *key;
 
     weights_obj = NULL;
@@ -409,9 +412,27 @@ ngx_http_traffic_shift_api_parse_weights(ngx_http_traffic_shift_split_t *split,
                                                "\"%s\"", &split->name, key);
     }
 
+    return ngx_http_traffic_shift_api_weights(split, weights_obj, weights,
+                                              err);
+}
+
+
+/* {"blue":90,"green":10}: pools not named get 0, the total must be 100 */
+
+static ngx_int_t
+ngx_http_traffic_shift_api_weights(ngx_http_traffic_shift_split_t *split,
+    json_t *obj, ngx_uint_t *weights, ngx_http_traffic_shift_api_err_t *err)
+{
+    u_char      *p, buf[80], total_text[16];
+    json_t      *value;
+    ngx_int_t    w;
+    ngx_str_t    q;
+    ngx_uint_t   i, total;
+    const char  *key;
+
     total = 0;
 
-    json_object_foreach(weights_obj, key, value) {
+    json_object_foreach(obj, key, value) {
 
         if (!ngx_http_traffic_shift_valid_name((u_char *) key,
                                                ngx_strlen(key)))

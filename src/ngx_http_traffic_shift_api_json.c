@@ -426,57 +426,35 @@ ngx_http_traffic_shift_api_last_error(ngx_http_traffic_shift_sh_server_t *sh,
 }
 
 
+/*
+ * GET and PATCH /health/UPSTREAM/servers/ID: the server as the list writes
+ * it, taken up by jansson for the fields a change answer adds.
+ */
+
 json_t *
 ngx_http_traffic_shift_api_server_json(ngx_http_traffic_shift_upstream_t *ups,
     ngx_uint_t id)
 {
-    u_char                               error[NGX_HTTP_TS_ERR_LEN];
-    json_t                              *root, *probes;
-    size_t                               len;
-    ngx_http_traffic_shift_server_t     *server;
-    ngx_http_traffic_shift_sh_server_t  *sh;
+    u_char        *text, *p;
+    size_t         size;
+    json_t        *root;
+    json_error_t   error;
 
-    server = &ups->servers[id];
-    sh = server->sh;
+    size = NGX_HTTP_TS_API_SERVER_LEN + ups->servers[id].name.len
+           + ngx_escape_json(NULL, ups->servers[id].name.data,
+                             ups->servers[id].name.len)
+           + 2 * NGX_HTTP_TS_ERR_LEN;
 
-    len = ngx_http_traffic_shift_api_last_error(sh, error);
-
-    root = json_object();
-    if (root == NULL) {
+    text = ngx_alloc(size, ngx_cycle->log);
+    if (text == NULL) {
         return NULL;
     }
 
-    if (json_object_set_new(root, "id", json_integer(id))
-        || json_object_set_new(root, "address",
-                               ngx_http_traffic_shift_json_str(
-                                   server->name.data, server->name.len))
-        || json_object_set_new(root, "state",
-                       json_string(ngx_http_traffic_shift_api_state(ups,
-                                                                    server)))
-        || json_object_set_new(root, "admin_down",
-                               json_boolean(sh->admin_down))
-        || json_object_set_new(root, "config_down",
-                               json_boolean(server->conf_down))
-        || json_object_set_new(root, "backup", json_boolean(server->backup))
-        || json_object_set_new(root, "passes", json_integer(sh->passes))
-        || json_object_set_new(root, "fails", json_integer(sh->fails))
-        || json_object_set_new(root, "last_probe",
-                               ngx_http_traffic_shift_json_time(
-                                   sh->last_probe))
-        || json_object_set_new(root, "last_error",
-                               len ? json_stringn((char *) error, len)
-                                   : json_null())
-        || json_object_set_new(root, "probes", probes = json_object())
-        || json_object_set_new(probes, "ok",
-                     json_integer(sh->probes[NGX_HTTP_TS_PROBE_OK]))
-        || json_object_set_new(probes, "fail",
-                     json_integer(sh->probes[NGX_HTTP_TS_PROBE_FAIL]))
-        || json_object_set_new(probes, "timeout",
-                     json_integer(sh->probes[NGX_HTTP_TS_PROBE_TIMEOUT])))
-    {
-        json_decref(root);
-        return NULL;
-    }
+    p = ngx_http_traffic_shift_api_server_text(text, ups, id);
+
+    root = json_loadb((char *) text, p - text, 0, &error);
+
+    ngx_free(text);
 
     return root;
 }

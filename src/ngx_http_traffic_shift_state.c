@@ -36,6 +36,9 @@ static ngx_int_t ngx_http_traffic_shift_state_restore(
 static ngx_int_t ngx_http_traffic_shift_state_restore_split(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, json_t *saved, ngx_log_t *log);
+static ngx_int_t ngx_http_traffic_shift_state_weights(
+    ngx_http_traffic_shift_split_t *split, json_t *weights,
+    ngx_uint_t *value_of);
 static void ngx_http_traffic_shift_state_restore_down(
     ngx_http_traffic_shift_main_conf_t *mcf, json_t *list, ngx_log_t *log);
 static ngx_int_t ngx_http_traffic_shift_state_number(json_t *value,
@@ -387,17 +390,14 @@ ngx_http_traffic_shift_state_restore_split(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, json_t *saved, ngx_log_t *log)
 {
-    void                           *it;
     u_char                         *p, *last;
     u_char                          text[NGX_HTTP_TS_MAX_POOLS
                                          * (NGX_HTTP_TS_NAME_LEN + 9)];
     json_t                         *weights, *value;
-    ngx_int_t                       w, k;
-    ngx_uint_t                      i, n, total, generation, updated;
-    ngx_uint_t                      source, set;
+    ngx_int_t                       rc;
+    ngx_uint_t                      i, n, generation, updated, source;
     ngx_uint_t                      conf[NGX_HTTP_TS_MAX_POOLS];
     ngx_uint_t                      value_of[NGX_HTTP_TS_MAX_POOLS];
-    const char                     *key;
     ngx_http_traffic_shift_pool_t  *pool;
 
     pool = split->pools.elts;
@@ -451,44 +451,13 @@ ngx_http_traffic_shift_state_restore_split(
         goto invalid;
     }
 
-    total = 0;
-    set = 0;
+    rc = ngx_http_traffic_shift_state_weights(split, weights, value_of);
 
-    for (it = json_object_iter(weights);
-         it;
-         it = json_object_iter_next(weights, it))
-    {
-        key = json_object_iter_key(it);
-        value = json_object_iter_value(it);
-
-        k = ngx_http_traffic_shift_find_pool(split, (u_char *) key,
-                                             ngx_strlen(key));
-
-        if (!json_is_number(value)) {
-            goto invalid;
-        }
-
-        w = ngx_http_traffic_shift_json_to_weight(value);
-
-        if (w < 0) {
-            goto invalid;
-        }
-
-        total += w;
-
-        if (k != NGX_ERROR) {
-            value_of[k] = w;
-            set |= (ngx_uint_t) 1 << k;
-        }
-    }
-
-    if (total != NGX_HTTP_TS_TOTAL) {
+    if (rc == NGX_ERROR) {
         goto invalid;
     }
 
-    if (set != ((ngx_uint_t) 1 << n) - 1
-        || json_object_size(weights) != n)
-    {
+    if (rc == NGX_DECLINED) {
         /* other pools now: the configured weights, the generation on */
 
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
@@ -548,6 +517,65 @@ invalid:
                                                NGX_HTTP_TS_SRC_CONFIG, 0, 0);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * Saved weights, valid and totalling 100: NGX_OK when they name exactly
+ * the configured pools, NGX_DECLINED for other pools, NGX_ERROR if invalid.
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_state_weights(ngx_http_traffic_shift_split_t *split,
+    json_t *weights, ngx_uint_t *value_of)
+{
+    void        *it;
+    json_t      *value;
+    ngx_int_t    w, k;
+    ngx_uint_t   n, total, set;
+    const char  *key;
+
+    n = split->pools.nelts;
+    total = 0;
+    set = 0;
+
+    for (it = json_object_iter(weights);
+         it;
+         it = json_object_iter_next(weights, it))
+    {
+        key = json_object_iter_key(it);
+        value = json_object_iter_value(it);
+
+        if (!json_is_number(value)) {
+            return NGX_ERROR;
+        }
+
+        w = ngx_http_traffic_shift_json_to_weight(value);
+
+        if (w < 0) {
+            return NGX_ERROR;
+        }
+
+        total += w;
+
+        k = ngx_http_traffic_shift_find_pool(split, (u_char *) key,
+                                             ngx_strlen(key));
+
+        if (k != NGX_ERROR) {
+            value_of[k] = w;
+            set |= (ngx_uint_t) 1 << k;
+        }
+    }
+
+    if (total != NGX_HTTP_TS_TOTAL) {
+        return NGX_ERROR;
+    }
+
+    if (set != ((ngx_uint_t) 1 << n) - 1 || json_object_size(weights) != n) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
