@@ -13,11 +13,12 @@
 
 
 /*
- * The admin API, in four files, each calling only those after it:
- *   ngx_http_traffic_shift_api.c           the handler: paths, GET
- *   ngx_http_traffic_shift_api_change.c    PATCH: bodies, changes, answers
+ * The admin API, in five files, each calling only those after it:
+ *   ngx_http_traffic_shift_api.c           the handler, GET
+ *   ngx_http_traffic_shift_api_change.c    PATCH: changes and answers
  *   ngx_http_traffic_shift_api_json.c      the documents
  *   ngx_http_traffic_shift_api_response.c  sending answers and errors
+ *   ngx_http_traffic_shift_api_input.c     paths and bodies, checked
  */
 
 
@@ -86,6 +87,24 @@ ngx_int_t ngx_http_traffic_shift_api_health(ngx_http_request_t *r,
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_upstream_t *only, ngx_str_t *body);
 
+/* ngx_http_traffic_shift_api_input.c */
+
+ngx_int_t ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_path_t *path,
+    ngx_http_traffic_shift_api_err_t *err);
+json_t *ngx_http_traffic_shift_api_parse(ngx_str_t *body,
+    ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_parse_weights(
+    ngx_http_traffic_shift_split_t *split, json_t *root, ngx_uint_t *weights,
+    ngx_uint_t *force, ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_parse_down(json_t *root,
+    ngx_uint_t *down, ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_fail(
+    ngx_http_traffic_shift_api_err_t *err, ngx_uint_t status, char *code,
+    const char *fmt, ...);
+ngx_str_t ngx_http_traffic_shift_api_quote(u_char *buf, u_char *p,
+    size_t len);
+
 /* ngx_http_traffic_shift_api_response.c */
 
 ngx_int_t ngx_http_traffic_shift_api_send_json(ngx_http_request_t *r,
@@ -95,13 +114,8 @@ ngx_int_t ngx_http_traffic_shift_api_send(ngx_http_request_t *r,
     ngx_uint_t etag, char *allow);
 ngx_int_t ngx_http_traffic_shift_api_error(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_err_t *err, ngx_uint_t etag, char *allow);
-ngx_int_t ngx_http_traffic_shift_api_fail(
-    ngx_http_traffic_shift_api_err_t *err, ngx_uint_t status, char *code,
-    const char *fmt, ...);
 ngx_uint_t ngx_http_traffic_shift_api_too_large(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_err_t *err);
-ngx_str_t ngx_http_traffic_shift_api_quote(u_char *buf, u_char *p,
-    size_t len);
 ngx_uint_t ngx_http_traffic_shift_api_etag(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_path_t *path);
 

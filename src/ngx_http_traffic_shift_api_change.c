@@ -22,12 +22,6 @@ static ngx_int_t ngx_http_traffic_shift_api_read_body(ngx_http_request_t *r,
 static ngx_int_t ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_req_t *req, json_t *root,
     ngx_http_traffic_shift_api_err_t *err);
-static ngx_int_t ngx_http_traffic_shift_api_parse_weights(
-    ngx_http_traffic_shift_split_t *split, json_t *root, ngx_uint_t *weights,
-    ngx_uint_t *force, ngx_http_traffic_shift_api_err_t *err);
-static ngx_int_t ngx_http_traffic_shift_api_weights(
-    ngx_http_traffic_shift_split_t *split, json_t *obj, ngx_uint_t *weights,
-    ngx_http_traffic_shift_api_err_t *err);
 static ngx_int_t ngx_http_traffic_shift_api_patch_server(
     ngx_http_request_t *r, ngx_http_traffic_shift_api_req_t *req,
     json_t *root, ngx_http_traffic_shift_api_err_t *err);
@@ -68,12 +62,10 @@ static ngx_int_t
 ngx_http_traffic_shift_api_patch(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_req_t *req)
 {
-    u_char                            *p, buf[80];
     json_t                            *root;
     ngx_int_t                          rc;
-    ngx_str_t                          body, q;
+    ngx_str_t                          body;
     ngx_uint_t                         etag;
-    json_error_t                       error;
     ngx_http_traffic_shift_api_err_t   err;
 
     etag = ngx_http_traffic_shift_api_etag(r, &req->path);
@@ -88,52 +80,9 @@ ngx_http_traffic_shift_api_patch(ngx_http_request_t *r,
         return rc;
     }
 
-    root = json_loadb((char *) body.data, body.len, JSON_REJECT_DUPLICATES,
-                      &error);
+    root = ngx_http_traffic_shift_api_parse(&body, &err);
 
     if (root == NULL) {
-        p = (u_char *) error.text;
-        q = ngx_http_traffic_shift_api_quote(buf, p, ngx_strlen(p));
-
-        switch (json_error_code(&error)) {
-
-        case json_error_invalid_utf8:
-            (void) ngx_http_traffic_shift_api_fail(&err,
-                                               NGX_HTTP_BAD_REQUEST,
-                                               "invalid_utf8",
-                                               "the body is not valid UTF-8 "
-                                               "(line %d, column %d)",
-                                               error.line, error.column);
-            break;
-
-        case json_error_duplicate_key:
-            (void) ngx_http_traffic_shift_api_fail(&err,
-                                               NGX_HTTP_BAD_REQUEST,
-                                               "duplicate_key",
-                                               "the body repeats a key: %V "
-                                               "(line %d, column %d)",
-                                               &q, error.line, error.column);
-            break;
-
-        default:
-            (void) ngx_http_traffic_shift_api_fail(&err,
-                                               NGX_HTTP_BAD_REQUEST,
-                                               "invalid_json",
-                                               "the body is not valid JSON: "
-                                               "%V (line %d, column %d)",
-                                               &q, error.line, error.column);
-        }
-
-        return ngx_http_traffic_shift_api_error(r, &err, etag, NULL);
-    }
-
-    if (!json_is_object(root)) {
-        json_decref(root);
-
-        (void) ngx_http_traffic_shift_api_fail(&err, NGX_HTTP_BAD_REQUEST,
-                                               "invalid_type",
-                                               "the body must be a JSON "
-                                               "object");
         return ngx_http_traffic_shift_api_error(r, &err, etag, NULL);
     }
 
@@ -297,207 +246,6 @@ ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
 }
 
 
-/* {"weights":{"blue":90,"green":10}} or {"active":"green"}, "force" */
-
-static ngx_int_t
-ngx_http_traffic_shift_api_parse_weights(ngx_http_traffic_shift_split_t *split,
-    json_t *root, ngx_uint_t *weights, ngx_uint_t *force,
-    ngx_http_traffic_shift_api_err_t *err)
-{
-    u_char       buf[80];
-    json_t      *value, *weights_obj, *active;
-    ngx_int_t    w;
-    ngx_str_t    q;
-    ngx_uint_t   i, n;
-    const char  *key;
-
-    weights_obj = NULL;
-    active = NULL;
-    *force = 0;
-
-    json_object_foreach(root, key, value) {
-
-        if (ngx_strcmp(key, "weights") == 0) {
-            if (!json_is_object(value)) {
-                return ngx_http_traffic_shift_api_fail(err,
-                                               NGX_HTTP_BAD_REQUEST,
-                                               "invalid_type",
-                                               "\"weights\" must be an object "
-                                               "of pool names and "
-                                               "percentages");
-            }
-
-            weights_obj = value;
-
-        } else if (ngx_strcmp(key, "active") == 0) {
-            if (!json_is_string(value)) {
-                return ngx_http_traffic_shift_api_fail(err,
-                                               NGX_HTTP_BAD_REQUEST,
-                                               "invalid_type",
-                                               "\"active\" must be a pool "
-                                               "name");
-            }
-
-            active = value;
-
-        } else if (ngx_strcmp(key, "force") == 0) {
-            if (!json_is_boolean(value)) {
-                return ngx_http_traffic_shift_api_fail(err,
-                                               NGX_HTTP_BAD_REQUEST,
-                                               "invalid_type",
-                                               "\"force\" must be true or "
-                                               "false");
-            }
-
-            *force = json_is_true(value);
-
-        } else {
-            q = ngx_http_traffic_shift_api_quote(buf, (u_char *) key,
-                                                 ngx_strlen(key));
-
-            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                               "unknown_field",
-                                               "unknown field \"%V\", "
-                                               "expected \"weights\" or "
-                                               "\"active\", and \"force\"",
-                                               &q);
-        }
-    }
-
-    if (weights_obj && active) {
-        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                               "conflicting_fields",
-                                               "\"weights\" and \"active\" "
-                                               "cannot be used together");
-    }
-
-    if (weights_obj == NULL && active == NULL) {
-        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                               "missing_field",
-                                               "the body must have "
-                                               "\"weights\" or \"active\"");
-    }
-
-    n = split->pools.nelts;
-
-    for (i = 0; i < n; i++) {
-        weights[i] = 0;
-    }
-
-    if (active) {
-        key = json_string_value(active);
-        w = json_string_length(active);
-
-        if (!ngx_http_traffic_shift_valid_name((u_char *) key, w)) {
-            q = ngx_http_traffic_shift_api_quote(buf, (u_char *) key, w);
-
-            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                               "invalid_name",
-                                               "invalid pool name \"%V\", "
-                                               "expected 1 to 32 of A-Z, "
-                                               "a-z, 0-9, \"_\" and \"-\"",
-                                               &q);
-        }
-
-        w = ngx_http_traffic_shift_find_pool(split, (u_char *) key, w);
-
-        if (w != NGX_ERROR) {
-            weights[w] = NGX_HTTP_TS_TOTAL;
-            return NGX_OK;
-        }
-
-        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_NOT_FOUND,
-                                               "unknown_pool",
-                                               "upstream \"%V\" has no pool "
-                                               "\"%s\"", &split->name, key);
-    }
-
-    return ngx_http_traffic_shift_api_weights(split, weights_obj, weights,
-                                              err);
-}
-
-
-/* {"blue":90,"green":10}: pools not named get 0, the total must be 100 */
-
-static ngx_int_t
-ngx_http_traffic_shift_api_weights(ngx_http_traffic_shift_split_t *split,
-    json_t *obj, ngx_uint_t *weights, ngx_http_traffic_shift_api_err_t *err)
-{
-    u_char      *p, buf[80], total_text[16];
-    json_t      *value;
-    ngx_int_t    w;
-    ngx_str_t    q;
-    ngx_uint_t   i, total;
-    const char  *key;
-
-    total = 0;
-
-    json_object_foreach(obj, key, value) {
-
-        if (!ngx_http_traffic_shift_valid_name((u_char *) key,
-                                               ngx_strlen(key)))
-        {
-            q = ngx_http_traffic_shift_api_quote(buf, (u_char *) key,
-                                                 ngx_strlen(key));
-
-            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                               "invalid_name",
-                                               "invalid pool name \"%V\", "
-                                               "expected 1 to 32 of A-Z, "
-                                               "a-z, 0-9, \"_\" and \"-\"",
-                                               &q);
-        }
-
-        i = ngx_http_traffic_shift_find_pool(split, (u_char *) key,
-                                             ngx_strlen(key));
-
-        if (i == (ngx_uint_t) NGX_ERROR) {
-            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_NOT_FOUND,
-                                               "unknown_pool",
-                                               "upstream \"%V\" has no pool "
-                                               "\"%s\"", &split->name, key);
-        }
-
-        if (!json_is_number(value)) {
-            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                               "invalid_type",
-                                               "the weight of pool \"%s\" "
-                                               "must be a number", key);
-        }
-
-        w = ngx_http_traffic_shift_json_to_weight(value);
-
-        if (w == NGX_DECLINED) {
-            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                               "invalid_weight",
-                                               "the weight of pool \"%s\" has "
-                                               "more than 2 decimals", key);
-        }
-
-        if (w < 0) {
-            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                               "invalid_weight",
-                                               "the weight of pool \"%s\" "
-                                               "must be from 0 to 100", key);
-        }
-
-        weights[i] = w;
-        total += w;
-    }
-
-    if (total != NGX_HTTP_TS_TOTAL) {
-        p = ngx_http_traffic_shift_print_weight(total_text,
-                                       ngx_min(total, 99999999));
-
-        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                               "invalid_total",
-                                               "the weights total %*s, they "
-                                               "must total 100",
-                                               p - total_text, total_text);
-    }
-
-    return NGX_OK;
-}
 
 
 static ngx_int_t
@@ -505,44 +253,13 @@ ngx_http_traffic_shift_api_patch_server(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_req_t *req, json_t *root,
     ngx_http_traffic_shift_api_err_t *err)
 {
-    u_char                                buf[80];
-    json_t                               *value, *down;
     ngx_int_t                             rc;
-    ngx_str_t                             q;
-    ngx_uint_t                            if_match;
-    const char                           *key;
+    ngx_uint_t                            down, if_match;
     ngx_http_traffic_shift_server_t      *server;
     ngx_http_traffic_shift_main_conf_t   *mcf;
 
-    down = NULL;
-
-    json_object_foreach(root, key, value) {
-
-        if (ngx_strcmp(key, "down") != 0) {
-            q = ngx_http_traffic_shift_api_quote(buf, (u_char *) key,
-                                                 ngx_strlen(key));
-
-            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                                   "unknown_field",
-                                                   "unknown field \"%V\", "
-                                                   "expected \"down\"", &q);
-        }
-
-        if (!json_is_boolean(value)) {
-            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                                   "invalid_type",
-                                                   "\"down\" must be true or "
-                                                   "false");
-        }
-
-        down = value;
-    }
-
-    if (down == NULL) {
-        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
-                                               "missing_field",
-                                               "the body must have \"down\": "
-                                               "true or false");
+    if (ngx_http_traffic_shift_api_parse_down(root, &down, err) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
@@ -558,7 +275,7 @@ ngx_http_traffic_shift_api_patch_server(ngx_http_request_t *r,
     server = &req->path.ups->servers[req->path.id];
 
     rc = ngx_http_traffic_shift_zone_admin_down(mcf, server,
-                                                json_is_true(down), if_match,
+                                                down, if_match,
                                                 &req->version);
 
     if (rc == NGX_ABORT) {
@@ -582,7 +299,7 @@ ngx_http_traffic_shift_api_patch_server(ngx_http_request_t *r,
                   "traffic_shift: server \"%V\" of upstream \"%V\" %s by "
                   "client %V, version %ui", &server->name,
                   &req->path.ups->uscf->host,
-                  json_is_true(down) ? "set admin-down"
+                  down ? "set admin-down"
                                      : "back from admin-down",
                   &r->connection->addr_text, req->version);
 

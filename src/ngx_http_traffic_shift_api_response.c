@@ -187,51 +187,6 @@ ngx_http_traffic_shift_api_too_large(ngx_http_request_t *r,
 }
 
 
-ngx_int_t
-ngx_http_traffic_shift_api_fail(ngx_http_traffic_shift_api_err_t *err,
-    ngx_uint_t status, char *code, const char *fmt, ...)
-{
-    u_char   *p;
-    va_list   args;
-
-    err->status = status;
-    err->code = code;
-
-    va_start(args, fmt);
-    p = ngx_vslprintf(err->text, err->text + NGX_HTTP_TS_API_TEXT_LEN, fmt,
-                      args);
-    va_end(args);
-
-    err->len = p - err->text;
-
-    return NGX_ERROR;
-}
-
-
-/* a name sent by the client, fit for a message: printable ASCII, short */
-
-ngx_str_t
-ngx_http_traffic_shift_api_quote(u_char *buf, u_char *p, size_t len)
-{
-    size_t     i;
-    ngx_str_t  s;
-
-    s.data = buf;
-
-    for (i = 0; i < len && i < NGX_HTTP_TS_API_QUOTE_LEN; i++) {
-        buf[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
-    }
-
-    if (i < len) {
-        buf[i++] = '.';
-        buf[i++] = '.';
-        buf[i++] = '.';
-    }
-
-    s.len = i;
-
-    return s;
-}
 
 
 /* an upstream's generation, or the zone's version for other resources */

@@ -10,11 +10,20 @@
 ngx_int_t
 ngx_http_traffic_shift_parse_weight(u_char *p, size_t len)
 {
-    ngx_int_t  w;
+    u_char     *dot;
+    ngx_int_t   w;
 
-    /* ngx_atofp() takes "5." and ".5": a weight has digits on both sides */
+    /*
+     * ngx_atofp() takes "5.", ".5" and "0000100": a weight has 1 to 3
+     * digits, then optionally a point and 1 or 2 digits (ngx_atofp()
+     * refuses a third)
+     */
 
-    if (len == 0 || p[0] == '.' || p[len - 1] == '.') {
+    dot = ngx_strlchr(p, p + len, '.');
+
+    if (len == 0 || p[0] == '.' || p[len - 1] == '.'
+        || (dot ? dot - p : (ssize_t) len) > 3)
+    {
         return NGX_ERROR;
     }
 

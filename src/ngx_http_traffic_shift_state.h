@@ -56,10 +56,8 @@ struct ngx_http_traffic_shift_state_save_s {
 };
 
 
-/* ngx_http_traffic_shift_state.c: the directive, reading at start */
+/* ngx_http_traffic_shift_state.c: reading at start */
 
-char *ngx_http_traffic_shift_state_conf(ngx_conf_t *cf,
-    ngx_http_traffic_shift_main_conf_t *mcf);
 ngx_int_t ngx_http_traffic_shift_state_load(
     ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log);
 void ngx_http_traffic_shift_state_check_dir(
@@ -68,14 +66,11 @@ void ngx_http_traffic_shift_state_check_dir(
 
 /* ngx_http_traffic_shift_state_write.c: writing in workers */
 
+char *ngx_http_traffic_shift_state_conf(ngx_conf_t *cf,
+    ngx_http_traffic_shift_main_conf_t *mcf);
 ngx_int_t ngx_http_traffic_shift_state_save(ngx_http_request_t *r,
     ngx_http_traffic_shift_state_done_pt done, void *data);
 void ngx_http_traffic_shift_state_init_process(ngx_cycle_t *cycle);
-
-
-#if (NGX_THREADS)
-extern ngx_str_t  ngx_http_traffic_shift_state_pool;
-#endif
 
 
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_STATE_H_INCLUDED_ */

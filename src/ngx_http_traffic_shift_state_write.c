@@ -52,10 +52,77 @@ static void ngx_http_traffic_shift_state_error(
     const char *fmt, ...);
 
 #if (NGX_THREADS)
+
+extern ngx_module_t  ngx_thread_pool_module;
+
+static ngx_str_t  ngx_http_traffic_shift_state_pool =
+    ngx_string("traffic_shift");
+
 static void ngx_http_traffic_shift_state_thread(void *data, ngx_log_t *log);
 static void ngx_http_traffic_shift_state_event(ngx_event_t *ev);
 static void ngx_http_traffic_shift_state_wait(ngx_http_request_t *r);
 #endif
+
+
+/*
+ * A thread pool of one thread for the writes, as if "thread_pool
+ * traffic_shift threads=1;" were configured, unless it is.
+ */
+
+char *
+ngx_http_traffic_shift_state_conf(ngx_conf_t *cf,
+    ngx_http_traffic_shift_main_conf_t *mcf)
+{
+#if (NGX_THREADS)
+    char           *rv;
+    void           *tcf;
+    ngx_str_t      *value;
+    ngx_array_t    *args, *saved;
+    ngx_command_t  *cmd;
+
+    if (ngx_thread_pool_get(cf->cycle, &ngx_http_traffic_shift_state_pool)) {
+        return NGX_CONF_OK;
+    }
+
+    for (cmd = ngx_thread_pool_module.commands; cmd->name.len; cmd++) {
+        if (ngx_strcmp(cmd->name.data, "thread_pool") == 0) {
+            break;
+        }
+    }
+
+    if (cmd->name.len == 0) {
+        /* not expected: write synchronously */
+        return NGX_CONF_OK;
+    }
+
+    args = ngx_array_create(cf->temp_pool, 3, sizeof(ngx_str_t));
+    if (args == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = ngx_array_push_n(args, 3);
+    if (value == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&value[0], "thread_pool");
+    value[1] = ngx_http_traffic_shift_state_pool;
+    ngx_str_set(&value[2], "threads=1");
+
+    tcf = ngx_get_conf(cf->cycle->conf_ctx, ngx_thread_pool_module);
+
+    saved = cf->args;
+    cf->args = args;
+
+    rv = cmd->set(cf, cmd, tcf);
+
+    cf->args = saved;
+
+    return rv;
+#else
+    return NGX_CONF_OK;
+#endif
+}
 
 
 /*
