@@ -81,6 +81,7 @@ endif
 
 check-style:
 	scripts/check-style
+	scripts/check-layers
 
 test: module check-style
 	TS_MODULE='$(TS_MODULE)' $(PROVE) -I t/lib $(PROVE_FLAGS) $(TESTS)
