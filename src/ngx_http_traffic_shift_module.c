@@ -399,6 +399,7 @@ ngx_http_traffic_shift_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_traffic_shift_main_conf_t *mcf = conf;
 
+    size_t           need;
     ssize_t          size;
     ngx_str_t       *value, name, s;
     ngx_shm_zone_t  *shm_zone;
@@ -425,10 +426,15 @@ ngx_http_traffic_shift_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (size < (ssize_t) (8 * ngx_pagesize)) {
+    /* what the smallest configuration needs; postconfiguration checks
+     * what this one needs */
+
+    need = ngx_http_traffic_shift_zone_estimate_min();
+
+    if (size < (ssize_t) need) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "zone \"%V\" is too small, at least %uzk needed",
-                           &value[1], 8 * ngx_pagesize / 1024);
+                           &value[1], (need + 1023) / 1024);
         return NGX_CONF_ERROR;
     }
 

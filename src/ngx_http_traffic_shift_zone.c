@@ -32,6 +32,7 @@ static void *ngx_http_traffic_shift_zone_alloc(
     ngx_http_traffic_shift_main_conf_t *mcf, size_t size);
 static void ngx_http_traffic_shift_zone_collect(
     ngx_http_traffic_shift_main_conf_t *mcf);
+static size_t ngx_http_traffic_shift_zone_total(size_t size);
 static size_t ngx_http_traffic_shift_zone_chunk(size_t size);
 
 
@@ -761,12 +762,43 @@ ngx_http_traffic_shift_zone_estimate(ngx_http_traffic_shift_main_conf_t *mcf)
         }
     }
 
-    /*
-     * the slab allocator's own header and page descriptors, a partly used
-     * page per chunk size, and room for the records of the configuration
-     * a reload replaces
-     */
+    return ngx_http_traffic_shift_zone_total(size);
+}
 
+
+/*
+ * The smallest zone a configuration can use: one traffic_shift upstream
+ * (or a checked upstream{} block) with one server, names of fair length.
+ */
+
+size_t
+ngx_http_traffic_shift_zone_estimate_min(void)
+{
+    size_t  size;
+
+    size = ngx_http_traffic_shift_zone_chunk(
+                                  sizeof(ngx_http_traffic_shift_sh_t))
+           + ngx_http_traffic_shift_zone_chunk(64)
+           + ngx_http_traffic_shift_zone_chunk(
+                                  sizeof(ngx_http_traffic_shift_sh_split_t)
+                                  + NGX_HTTP_TS_NAME_LEN)
+           + ngx_http_traffic_shift_zone_chunk(
+                                  sizeof(ngx_http_traffic_shift_sh_server_t))
+           + ngx_http_traffic_shift_zone_chunk(NGX_SOCKADDR_STRLEN + 64);
+
+    return ngx_http_traffic_shift_zone_total(size);
+}
+
+
+/*
+ * Records of "size" bytes, with the slab allocator's own header and page
+ * descriptors, a partly used page per chunk size, and room for the
+ * records of the configuration a reload replaces.
+ */
+
+static size_t
+ngx_http_traffic_shift_zone_total(size_t size)
+{
     size += size / ngx_pagesize * sizeof(ngx_slab_page_t);
     size += 16 * ngx_pagesize;
 

@@ -34,6 +34,7 @@ ngx_int_t ngx_http_traffic_shift_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
 size_t ngx_http_traffic_shift_zone_estimate(
     ngx_http_traffic_shift_main_conf_t *mcf);
+size_t ngx_http_traffic_shift_zone_estimate_min(void);
 ngx_int_t ngx_http_traffic_shift_zone_retire(
     ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log);
 
