@@ -102,8 +102,6 @@ ngx_int_t ngx_http_traffic_shift_api_parse_down(json_t *root,
 ngx_int_t ngx_http_traffic_shift_api_fail(
     ngx_http_traffic_shift_api_err_t *err, ngx_uint_t status, char *code,
     const char *fmt, ...);
-ngx_str_t ngx_http_traffic_shift_api_quote(u_char *buf, u_char *p,
-    size_t len);
 
 /* ngx_http_traffic_shift_api_response.c */
 

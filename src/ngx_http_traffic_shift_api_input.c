@@ -22,6 +22,8 @@ static ngx_int_t ngx_http_traffic_shift_api_segments(ngx_http_request_t *r,
 static ngx_int_t ngx_http_traffic_shift_api_raw_path(ngx_http_request_t *r);
 static ngx_int_t ngx_http_traffic_shift_api_server(
     ngx_http_traffic_shift_upstream_t *ups, ngx_str_t *id, ngx_uint_t *index);
+static ngx_str_t ngx_http_traffic_shift_api_quote(u_char *buf, u_char *p,
+    size_t len);
 static ngx_int_t ngx_http_traffic_shift_api_weights(
     ngx_http_traffic_shift_split_t *split, json_t *obj, ngx_uint_t *weights,
     ngx_http_traffic_shift_api_err_t *err);
@@ -548,7 +550,7 @@ ngx_http_traffic_shift_api_fail(ngx_http_traffic_shift_api_err_t *err,
 
 /* a name sent by the client, fit for a message: printable ASCII, short */
 
-ngx_str_t
+static ngx_str_t
 ngx_http_traffic_shift_api_quote(u_char *buf, u_char *p, size_t len)
 {
     size_t     i;

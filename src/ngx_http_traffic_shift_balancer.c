@@ -13,6 +13,10 @@
     ((mcf)->sh && (mcf)->sh->version != (mcf)->version)
 
 
+static ngx_int_t ngx_http_traffic_shift_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static void ngx_http_traffic_shift_refresh(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log);
 static ngx_int_t ngx_http_traffic_shift_upstream_init_peer(
     ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us);
 static void ngx_http_traffic_shift_upstream_sync(
@@ -217,7 +221,7 @@ ngx_http_traffic_shift_upstream_init_peer(ngx_http_request_t *r,
  * peers' down flags of every tracked upstream, then the pool snapshots.
  */
 
-void
+static void
 ngx_http_traffic_shift_refresh(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_log_t *log)
 {
@@ -495,7 +499,7 @@ ngx_http_traffic_shift_gcd(ngx_uint_t a, ngx_uint_t b)
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_traffic_shift_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
