@@ -83,7 +83,6 @@ ngx_http_traffic_shift_api_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_traffic_shift_api_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    off_t                      received;
     ngx_buf_t                 *b;
     ngx_uint_t                 last;
     ngx_chain_t               *cl;
@@ -97,10 +96,7 @@ ngx_http_traffic_shift_api_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_request_body_filter(r, in);
     }
 
-    received = ngx_max(r->headers_in.content_length_n,
-                       r->request_body->received);
-
-    if (received <= NGX_HTTP_TS_API_MAX_BODY) {
+    if (!ngx_http_traffic_shift_api_too_large(r, NULL)) {
         return ngx_http_next_request_body_filter(r, in);
     }
 

@@ -159,7 +159,8 @@ ngx_http_traffic_shift_api_error(ngx_http_request_t *r,
 
 /*
  * The one check of a body's size: its announced length, or what arrived;
- * the body filter stops buffering past the limit.
+ * the body filter asks it too (without "err"), and stops buffering past
+ * the limit.
  */
 
 ngx_uint_t
@@ -176,6 +177,10 @@ ngx_http_traffic_shift_api_too_large(ngx_http_request_t *r,
 
     if (received <= NGX_HTTP_TS_API_MAX_BODY) {
         return 0;
+    }
+
+    if (err == NULL) {
+        return 1;
     }
 
     (void) ngx_http_traffic_shift_api_fail(err,
