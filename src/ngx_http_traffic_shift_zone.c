@@ -20,7 +20,8 @@ static ngx_int_t ngx_http_traffic_shift_zone_split(
 static ngx_int_t ngx_http_traffic_shift_zone_server(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_upstream_t *ups,
-    ngx_http_traffic_shift_server_t *server, ngx_http_traffic_shift_sh_t *osh);
+    ngx_http_traffic_shift_server_t *server, ngx_http_traffic_shift_sh_t *osh,
+    ngx_log_t *log);
 static void ngx_http_traffic_shift_zone_floor(
     ngx_http_traffic_shift_main_conf_t *mcf, ngx_http_traffic_shift_sh_t *osh);
 static ngx_http_traffic_shift_sh_split_t *ngx_http_traffic_shift_zone_find(
@@ -221,7 +222,8 @@ ngx_http_traffic_shift_zone_reconcile(ngx_http_traffic_shift_main_conf_t *mcf,
     for (i = 0; i < mcf->upstreams.nelts; i++) {
         for (j = 0; j < upsp[i]->nservers; j++) {
             if (ngx_http_traffic_shift_zone_server(mcf, upsp[i],
-                                                   &upsp[i]->servers[j], osh)
+                                                   &upsp[i]->servers[j], osh,
+                                                   log)
                 != NGX_OK)
             {
                 goto too_small;
@@ -401,7 +403,8 @@ ngx_http_traffic_shift_zone_split(ngx_http_traffic_shift_main_conf_t *mcf,
 static ngx_int_t
 ngx_http_traffic_shift_zone_server(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_upstream_t *ups,
-    ngx_http_traffic_shift_server_t *server, ngx_http_traffic_shift_sh_t *osh)
+    ngx_http_traffic_shift_server_t *server, ngx_http_traffic_shift_sh_t *osh,
+    ngx_log_t *log)
 {
     u_char                              *p;
     size_t                               len;
@@ -441,6 +444,15 @@ ngx_http_traffic_shift_zone_server(ngx_http_traffic_shift_main_conf_t *mcf,
 
     if (src && src->seen != (osh ? osh->epoch : mcf->sh->epoch - 1)) {
         /* not in the previous configuration: forgotten */
+
+        if (src->admin_down) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "traffic_shift: server \"%V\" of upstream \"%V\" "
+                          "is back in the configuration: its earlier "
+                          "admin-down mark is forgotten", &server->name,
+                          &ups->uscf->host);
+        }
+
         src = NULL;
     }
 

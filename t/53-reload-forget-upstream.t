@@ -97,6 +97,13 @@ for my $between (1, 3) {
                     (forgotten|starts\ from\ the\ configuration)/ix;
     ok($t->error_log(since => $mark) =~ $notice,
        "$what: a notice says app starts from the configuration");
+    for my $u (qw(u_green u_solo)) {
+        like($t->error_log(since => $mark),
+             qr/\[notice\].*server\ "[^"]+"\ of\ upstream\ "$u"\ is\ back\ in
+                \ the\ configuration:\ its\ earlier\ admin-down\ mark\ is
+                \ forgotten/x,
+             "$what: a notice says the mark of $u is forgotten");
+    }
 
     $gen = check_forgotten($what, $gen, 1);
 
