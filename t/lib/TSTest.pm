@@ -46,6 +46,10 @@ my $LOOPBACK = inet_aton('127.0.0.1');
 
 my $VERBOSE = $ENV{TS_VERBOSE} || 0;
 
+# TS_STATIC=1: the module is compiled into the nginx under test
+# (--add-module): configurations get no load_module line.
+my $STATIC = ($ENV{TS_STATIC} // '') =~ /^(?:1|yes|on|true)$/i ? 1 : 0;
+
 $SIG{PIPE} = 'IGNORE';
 for my $sig (qw(INT TERM HUP)) {
     next if defined $SIG{$sig} && $SIG{$sig} ne '' && $SIG{$sig} ne 'DEFAULT';
@@ -132,6 +136,9 @@ sub name { $_[0]{name} }
 sub workers { $_[0]{workers} }
 sub serial { $_[0]{serial} }
 sub module_path { $_[0]{module_path} }
+
+# true when the module is compiled into nginx (TS_STATIC=1)
+sub static { $STATIC }
 
 
 ###########################################################################
@@ -420,9 +427,11 @@ sub _expand {
     my $has_backends = $has->('BACKENDS');
     my $has_http = $has->('HTTP_GLOBALS');
     my $has_load = $has->('LOAD_MODULE');
+    my $load = $self->{module} && !$STATIC;
 
-    if ($self->{module} && ($has_load || $template !~ /^\s*load_module\b/m))
-    {
+    croak "TSTest: TS_STATIC: the module is compiled into nginx, a template"
+        . " cannot load it" if $STATIC && $template =~ /^\s*load_module\b/m;
+    if ($load && ($has_load || $template !~ /^\s*load_module\b/m)) {
         _check_module($self->{module_path});
     }
 
@@ -431,8 +440,7 @@ sub _expand {
         WORKERS => $self->{workers},
         ERROR_LOG => $error_log,
         MODULE => $self->{module_path},
-        LOAD_MODULE => $self->{module}
-            ? "load_module $self->{module_path};" : '',
+        LOAD_MODULE => $load ? "load_module $self->{module_path};" : '',
         MAIN => $self->_main_conf($error_log),
         BACKENDS => $self->_backends_conf,
         HTTP_GLOBALS => $self->_http_globals(!$has_backends),
@@ -452,7 +460,7 @@ sub _expand {
         $conf =~ s{^(\s*http\s*\{)}{$1 $globals}m;
     }
 
-    if ($self->{module} && !$has_load && $conf !~ /^\s*load_module\b/m) {
+    if ($load && !$has_load && $conf !~ /^\s*load_module\b/m) {
         $conf = "load_module $self->{module_path}; " . $conf;
     }
 
