@@ -49,6 +49,7 @@ my $VERBOSE = $ENV{TS_VERBOSE} || 0;
 # TS_STATIC=1: the module is compiled into the nginx under test
 # (--add-module): configurations get no load_module line.
 my $STATIC = ($ENV{TS_STATIC} // '') =~ /^(?:1|yes|on|true)$/i ? 1 : 0;
+my %NGINX_VERSION;                      # nginx binary => its version
 
 $SIG{PIPE} = 'IGNORE';
 for my $sig (qw(INT TERM HUP)) {
@@ -139,6 +140,29 @@ sub module_path { $_[0]{module_path} }
 
 # true when the module is compiled into nginx (TS_STATIC=1)
 sub static { $STATIC }
+
+# the version of the nginx under test ("1.26.3"), from "nginx -v"
+sub nginx_version {
+    my ($self) = @_;
+    my $nginx = ref $self ? $self->{nginx}
+                          : $ENV{TS_NGINX} || '/usr/sbin/nginx';
+    return $NGINX_VERSION{$nginx} //= do {
+        my ($rc, $out) = _run_capture($nginx, '-v');
+        ($out =~ m{nginx/(\d+\.\d+\.\d+)})[0]
+            // croak "TSTest: $nginx -v: no version in: $out";
+    };
+}
+
+# true when the nginx under test is at least that version
+sub nginx_at_least {
+    my ($self, $want) = @_;
+    my @have = split /\./, $self->nginx_version;
+    my @want = split /\./, $want;
+    for my $i (0 .. 2) {
+        return $have[$i] > $want[$i] if $have[$i] != $want[$i];
+    }
+    return 1;
+}
 
 
 ###########################################################################
@@ -447,6 +471,7 @@ sub _expand {
     );
 
     $conf =~ s{%%PORT_(\w+)%%}{$self->port($1)}ge;
+    $conf =~ s{%%LISTEN_H2_(\w+)%%}{$self->_listen_h2($1)}ge;
     $conf =~ s{%%(\w+)%%}{
         exists $macro{$1} ? $macro{$1}
                           : croak "TSTest: unknown macro %%$1%% in template"
@@ -470,6 +495,15 @@ sub _expand {
         unless $conf =~ /^\s*events\s*\{/m;
 
     return $conf;
+}
+
+# A cleartext HTTP/2 listening socket: "listen ... http2" is deprecated
+# (a warning) since nginx 1.25.1, which has the "http2" directive instead.
+sub _listen_h2 {
+    my ($self, $name) = @_;
+    my $listen = 'listen 127.0.0.1:' . $self->port($name);
+    return $self->nginx_at_least('1.25.1') ? "$listen; http2 on"
+                                           : "$listen http2";
 }
 
 sub _check_module {
