@@ -480,9 +480,14 @@ sub _expand {
     # Additions keep the line numbers of the template: line N of the
     # template is line N of nginx.conf, so tests can assert "nginx.conf:N".
 
+    # the globals are what keeps nginx off its compiled-in paths (logs/,
+    # /var/log/nginx): an http{} block never goes without them
     if (!$has_http) {
         my $globals = $self->_http_globals(!$has_backends);
-        $conf =~ s{^(\s*http\s*\{)}{$1 $globals}m;
+        $conf =~ s{^((?:[^\n#]*;)?\s*http\s*\{)}{$1 $globals}m
+            or $conf !~ /^[^#]*\bhttp\s*\{/m
+            or croak 'TSTest: no "http {" at the start of a line or after'
+                . ' a directive: use %%HTTP_GLOBALS%%';
     }
 
     if ($load && !$has_load && $conf !~ /^\s*load_module\b/m) {
