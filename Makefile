@@ -92,8 +92,11 @@ all: module
 module: deps-check
 	@BUILD_DIR='$(BUILD_ABS)' scripts/configure-nginx
 	$(MAKE) --no-print-directory -C '$(NGINX_TREE)' -f objs/Makefile modules
+	@# a new file, not written over the old one: an nginx running with
+	@# the old module keeps its mapping intact
 	@cmp -s '$(NGINX_TREE)/objs/$(MODULE_NAME).so' '$(MODULE)' \
-	    || cp '$(NGINX_TREE)/objs/$(MODULE_NAME).so' '$(MODULE)'
+	    || { cp '$(NGINX_TREE)/objs/$(MODULE_NAME).so' '$(MODULE).tmp' \
+	         && mv -f '$(MODULE).tmp' '$(MODULE)'; }
 	@echo "built $(MODULE)"
 
 deps:
@@ -107,6 +110,7 @@ endif
 
 check-style:
 	scripts/check-style
+	scripts/check-layers
 
 test: $(SUITE_DEPS) check-style
 	$(SUITE_ENV) $(PROVE) -I t/lib $(PROVE_FLAGS) $(TESTS)

@@ -5,8 +5,9 @@
 
 
 /*
- * The body of PATCH /upstreams/NAME as the admin API reads it: JSON parsed
- * as the handler does, then ngx_http_traffic_shift_api_parse_weights() for
+ * The body of a PATCH as the admin API reads it: JSON parsed by
+ * ngx_http_traffic_shift_api_parse(), read as a server's change, then by
+ * ngx_http_traffic_shift_api_parse_weights() for
  * an upstream with the pools blue, green and canary.  Either the weights
  * total exactly 100% (each at most 100%) or the answer is a 400 or 404
  * with an error code and a text that fits.
@@ -18,8 +19,6 @@
 #include <ngx_http.h>
 
 #include "ngx_http_traffic_shift_api.h"
-
-#include "extracted.inc"
 
 
 static ngx_http_traffic_shift_pool_t   ngx_fuzz_pools[] = {
@@ -46,13 +45,11 @@ ngx_fuzz_check_error(ngx_http_traffic_shift_api_err_t *err)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    u_char                            *p, buf[80];
     json_t                            *root;
-    ngx_str_t                          q;
+    ngx_str_t                          body;
     ngx_int_t                          rc;
-    ngx_uint_t                         i, total, force;
+    ngx_uint_t                         i, total, force, down;
     ngx_uint_t                         weights[NGX_HTTP_TS_MAX_POOLS];
-    json_error_t                       error;
     ngx_http_traffic_shift_split_t     split;
     ngx_http_traffic_shift_api_err_t   err;
 
@@ -65,27 +62,31 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     ngx_memzero(&err, sizeof(ngx_http_traffic_shift_api_err_t));
 
-    root = json_loadb((const char *) data, size, JSON_REJECT_DUPLICATES,
-                      &error);
+    body.data = (u_char *) data;
+    body.len = size;
+
+    root = ngx_http_traffic_shift_api_parse(&body, &err);
 
     if (root == NULL) {
-        /* the error answer quotes jansson's message */
-        p = (u_char *) error.text;
-        q = ngx_http_traffic_shift_api_quote(buf, p, ngx_strlen(p));
-
-        (void) ngx_http_traffic_shift_api_fail(&err, NGX_HTTP_BAD_REQUEST,
-                                               "invalid_json",
-                                               "the body is not valid JSON: "
-                                               "%V (line %d, column %d)",
-                                               &q, error.line, error.column);
         ngx_fuzz_check_error(&err);
         return 0;
     }
 
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return 0;
+    /* the same body as a server's change */
+
+    ngx_memzero(&err, sizeof(ngx_http_traffic_shift_api_err_t));
+
+    rc = ngx_http_traffic_shift_api_parse_down(root, &down, &err);
+
+    if (rc == NGX_OK ? down > 1 : (rc != NGX_ERROR)) {
+        abort();
     }
+
+    if (rc == NGX_ERROR) {
+        ngx_fuzz_check_error(&err);
+    }
+
+    ngx_memzero(&err, sizeof(ngx_http_traffic_shift_api_err_t));
 
     rc = ngx_http_traffic_shift_api_parse_weights(&split, root, weights,
                                                   &force, &err);

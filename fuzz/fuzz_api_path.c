@@ -20,8 +20,6 @@
 
 #include "ngx_http_traffic_shift_api.h"
 
-#include "extracted.inc"
-
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

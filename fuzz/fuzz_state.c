@@ -5,9 +5,8 @@
 
 
 /*
- * A state file as nginx reads it at start: the checks of
- * ngx_http_traffic_shift_state_load() on the parsed JSON, then
- * ngx_http_traffic_shift_state_restore() for a configuration with the
+ * A state file as nginx reads it at start: written to a file, read by
+ * ngx_http_traffic_shift_state_load() as it is, for a configuration with the
  * traffic_shift upstream "app" (pools blue, green, canary) and the
  * upstreams app_blue and app_canary.  Whatever the file holds, weights
  * are restored only if they total exactly 100% over the configured pools,
@@ -22,9 +21,7 @@
 
 #include "ngx_http_traffic_shift_state.h"
 #include "ngx_http_traffic_shift_zone.h"
-#include "ngx_http_traffic_shift_api.h"
-
-#include "extracted.inc"
+#include "ngx_http_traffic_shift_lib.h"
 
 
 static ngx_http_traffic_shift_pool_t   ngx_fuzz_pools[] = {
@@ -41,7 +38,7 @@ static ngx_http_traffic_shift_upstream_t   ngx_fuzz_ups[2];
 ngx_int_t
 ngx_http_traffic_shift_zone_restore(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
-    ngx_uint_t generation, time_t updated)
+    ngx_uint_t source, ngx_uint_t generation, time_t updated)
 {
     ngx_uint_t  i, total;
 
@@ -63,9 +60,26 @@ ngx_http_traffic_shift_zone_restore(ngx_http_traffic_shift_main_conf_t *mcf,
         abort();
     }
 
+    if (generation > 9007199254740991ULL
+        || (source != NGX_HTTP_TS_SRC_CONFIG
+            && source != NGX_HTTP_TS_SRC_STATE))
+    {
+        abort();
+    }
+
     split->sh->generation = generation;
 
     return NGX_OK;
+}
+
+
+void
+ngx_http_traffic_shift_zone_set_floor(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_uint_t floor)
+{
+    if (floor > 9007199254740991ULL) {
+        abort();
+    }
 }
 
 
@@ -85,12 +99,40 @@ ngx_http_traffic_shift_zone_admin_down(
 }
 
 
+/* one file per process, written anew for each input */
+
+static char  ngx_fuzz_file[64];
+
+
+static ngx_int_t
+ngx_fuzz_write(char *name, const uint8_t *data, size_t size)
+{
+    int     fd;
+    size_t  n;
+
+    if (name[0] == '\0') {
+        (void) snprintf(name, sizeof(ngx_fuzz_file),
+                        "/tmp/ngx-fuzz-state-%d.json", (int) getpid());
+    }
+
+    fd = open(name, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd == -1) {
+        return NGX_ERROR;
+    }
+
+    n = (size_t) write(fd, data, size);
+
+    (void) close(fd);
+
+    return n == size ? NGX_OK : NGX_ERROR;
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    json_t                              *root;
     ngx_log_t                            log;
-    json_error_t                         error;
+    ngx_http_traffic_shift_sh_t          sh;
     ngx_http_upstream_srv_conf_t         uscf[2];
     ngx_http_traffic_shift_split_t      *splitp;
     ngx_http_traffic_shift_sh_split_t    sh_split;
@@ -127,7 +169,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     upsp[1] = &ngx_fuzz_ups[1];
 
     ngx_memzero(&mcf, sizeof(ngx_http_traffic_shift_main_conf_t));
-    ngx_str_set(&mcf.state_file, "/var/lib/nginx/traffic-shift.json");
     mcf.splits.elts = &splitp;
     mcf.splits.nelts = 1;
     mcf.splits.size = sizeof(ngx_http_traffic_shift_split_t *);
@@ -135,24 +176,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mcf.upstreams.nelts = 2;
     mcf.upstreams.size = sizeof(ngx_http_traffic_shift_upstream_t *);
 
-    /* as ngx_http_traffic_shift_state_load() reads the file */
+    /* the file as ngx_http_traffic_shift_state_load() reads it at start */
 
-    root = json_loadb((const char *) data, size, JSON_REJECT_DUPLICATES,
-                      &error);
-    if (root == NULL) {
+    if (ngx_fuzz_write(ngx_fuzz_file, data, size) != NGX_OK) {
         return 0;
     }
 
-    if (json_is_object(root)
-        && json_is_integer(json_object_get(root, "version"))
-        && json_is_object(json_object_get(root, "upstreams"))
-        && json_integer_value(json_object_get(root, "version"))
-           == NGX_HTTP_TS_STATE_VERSION)
-    {
-        ngx_http_traffic_shift_state_restore(&mcf, root, &log);
-    }
+    ngx_memzero(&sh, sizeof(ngx_http_traffic_shift_sh_t));
+    mcf.sh = &sh;
+    mcf.state_file.data = (u_char *) ngx_fuzz_file;
+    mcf.state_file.len = ngx_strlen(ngx_fuzz_file);
 
-    json_decref(root);
+    (void) ngx_http_traffic_shift_state_load(&mcf, &log);
 
     return 0;
 }

@@ -17,9 +17,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_traffic_shift.h"
-
-#include "extracted.inc"
+#include "ngx_http_traffic_shift_lib.h"
 
 
 static ngx_int_t

@@ -24,6 +24,10 @@ ngx_module_t  ngx_http_traffic_shift_module = { 1, 1 };
 static ngx_time_t      ngx_fuzz_time = { 1700000000, 0, 0 };
 volatile ngx_time_t   *ngx_cached_time = &ngx_fuzz_time;
 
+static ngx_log_t       ngx_fuzz_log;
+static ngx_cycle_t     ngx_fuzz_cycle = { .log = &ngx_fuzz_log };
+volatile ngx_cycle_t  *ngx_cycle = &ngx_fuzz_cycle;
+
 
 static u_char *ngx_fuzz_number(u_char *buf, u_char *last, uint64_t ui64,
     ngx_uint_t negative, u_char zero, ngx_uint_t width, ngx_uint_t hex);
@@ -338,4 +342,88 @@ ngx_log_error_core(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
     va_start(args, fmt);
     (void) ngx_vslprintf(errstr, errstr + NGX_MAX_ERROR_STR, fmt, args);
     va_end(args);
+}
+
+
+void *
+ngx_alloc(size_t size, ngx_log_t *log)
+{
+    return malloc(size);
+}
+
+
+/*
+ * Fixed point: digits with at most one point, "point" decimals at most,
+ * scaled to exactly "point" decimals; NGX_ERROR otherwise or on overflow.
+ */
+
+ngx_int_t
+ngx_atofp(u_char *line, size_t n, size_t point)
+{
+    size_t      i, decimals;
+    ngx_int_t   value;
+    ngx_uint_t  seen_point;
+
+    if (n == 0) {
+        return NGX_ERROR;
+    }
+
+    value = 0;
+    decimals = 0;
+    seen_point = 0;
+
+    for (i = 0; i < n; i++) {
+
+        if (line[i] == '.') {
+            if (seen_point) {
+                return NGX_ERROR;
+            }
+
+            seen_point = 1;
+            continue;
+        }
+
+        if (line[i] < '0' || line[i] > '9') {
+            return NGX_ERROR;
+        }
+
+        if (seen_point && ++decimals > point) {
+            return NGX_ERROR;
+        }
+
+        if (value > (NGX_MAX_INT_T_VALUE - 9) / 10) {
+            return NGX_ERROR;
+        }
+
+        value = value * 10 + (line[i] - '0');
+    }
+
+    for ( /* void */ ; decimals < point; decimals++) {
+        if (value > NGX_MAX_INT_T_VALUE / 10) {
+            return NGX_ERROR;
+        }
+
+        value *= 10;
+    }
+
+    return value;
+}
+
+
+/* nginx's broken-down time: a full year and months from 1 */
+
+void
+ngx_gmtime(time_t t, ngx_tm_t *tp)
+{
+    struct tm  tm;
+
+    (void) gmtime_r(&t, &tm);
+
+    tp->ngx_tm_sec = tm.tm_sec;
+    tp->ngx_tm_min = tm.tm_min;
+    tp->ngx_tm_hour = tm.tm_hour;
+    tp->ngx_tm_mday = tm.tm_mday;
+    tp->ngx_tm_mon = tm.tm_mon + 1;
+    tp->ngx_tm_year = tm.tm_year + 1900;
+    tp->ngx_tm_wday = tm.tm_wday;
 }

@@ -21,7 +21,7 @@
 #define NGX_HTTP_TS_ERR_LEN       64
 
 /* the layout of the shared zone; bump on any incompatible change */
-#define NGX_HTTP_TS_ZONE_MAGIC    0x74730001
+#define NGX_HTTP_TS_ZONE_MAGIC    0x74730002
 
 #define NGX_HTTP_TS_SRC_CONFIG    0
 #define NGX_HTTP_TS_SRC_API       1
@@ -61,9 +61,12 @@ typedef struct {
 /* shared memory */
 
 typedef struct {
+    /* mutex, at configuration load */
     u_char                               name[NGX_HTTP_TS_NAME_LEN];
     size_t                               len;
     ngx_uint_t                           conf_weight;
+
+    /* atomic increments on the request path */
     ngx_atomic_t                         requests;
     ngx_atomic_t                         responses[NGX_HTTP_TS_CLASSES];
 } ngx_http_traffic_shift_sh_pool_t;
@@ -81,10 +84,12 @@ typedef struct {
  */
 
 typedef struct {
+    /* mutex: the list, the name and the configuration load that saw it */
     ngx_queue_t                          queue;
     ngx_str_t                            name;
     ngx_uint_t                           seen;
 
+    /* mutex to write, seqlock to read */
     ngx_atomic_t                         seq;
     ngx_atomic_t                         layout;
     ngx_atomic_t                         current;
@@ -101,38 +106,64 @@ typedef struct {
 /* a server (one address) of an upstream{} block, keyed "upstream/address" */
 
 typedef struct {
+    /* mutex: the tree, the key and the configuration load that saw it */
     ngx_rbtree_node_t                    node;
     ngx_str_t                            key;
     ngx_uint_t                           seen;
 
+    /* mutex to write, read without a lock (one word each) */
     ngx_atomic_t                         state;
     ngx_atomic_t                         admin_down;
+
+    /* mutex: written by the lease holder's probe results */
     ngx_uint_t                           passes;
     ngx_uint_t                           fails;
     time_t                               last_probe;
     ngx_msec_t                           last_probe_msec;
 
-    /* the prober lease: one worker probes a server per interval */
+    /* mutex: the prober lease, one worker probes a server per interval */
     ngx_pid_t                            lease_pid;
     ngx_msec_t                           lease_expire;
 
+    /* mutex to write; read without a lock, the text as a copy */
     ngx_atomic_t                         probes[NGX_HTTP_TS_PROBE_RESULTS];
     u_char                               last_error[NGX_HTTP_TS_ERR_LEN];
 } ngx_http_traffic_shift_sh_server_t;
 
 
+/*
+ * The zone's root.  Fields marked "mutex" are written only under the slab
+ * pool's mutex; "atomic" ones are read without it.
+ */
+
 typedef struct {
     ngx_uint_t                           magic;
 
-    /* bumped after every change of weights, health or admin marks */
+    /* atomic: bumped after every change of weights, health or marks */
     ngx_atomic_t                         version;
 
-    /* bumped at every configuration load; records carry the last seen */
+    /* mutex: bumped at every configuration load; records keep the last */
     ngx_uint_t                           epoch;
     ngx_uint_t                           next_layout;
 
-    /* the highest version written to the state file */
+    /*
+     * mutex: the highest generation an upstream had when it left the
+     * configuration; an upstream that comes (back) starts above it
+     */
+    ngx_uint_t                           floor;
+
+    /*
+     * atomic, set once under the mutex: a reload replaced this zone by
+     * another one (new size or name); no change is accepted here any more
+     */
+    ngx_atomic_t                         retired;
+
+    /* state file lock: the highest version written to the state file */
     ngx_atomic_t                         saved;
+
+    /* state file lock: the file was invalid at start; keep it until a
+     * change is made through the API */
+    ngx_atomic_t                         keep_file;
 
     ngx_queue_t                          splits;
     ngx_rbtree_t                         servers;
@@ -148,6 +179,9 @@ typedef struct {
     socklen_t                            socklen;
     unsigned                             conf_down:1;
     unsigned                             backup:1;
+
+    /* an address listed before in the block: it shares the record */
+    unsigned                             duplicate:1;
 
     ngx_http_traffic_shift_sh_server_t  *sh;
 } ngx_http_traffic_shift_server_t;
@@ -215,6 +249,13 @@ typedef struct {
     ngx_shm_zone_t                      *shm_zone;
     ngx_slab_pool_t                     *shpool;
     ngx_http_traffic_shift_sh_t         *sh;
+
+    /* master, during a reload: the zone this one replaces, and its version
+     * when its state was carried over */
+    ngx_http_traffic_shift_sh_t         *old_sh;
+    ngx_slab_pool_t                     *old_shpool;
+    ngx_uint_t                           old_version;
+
     u_char                              *zone_file;
     ngx_uint_t                           zone_line;
 
@@ -249,12 +290,10 @@ typedef struct {
     ngx_http_traffic_shift_pool_t       *pool;
     ngx_uint_t                           index;
     unsigned                             counted:1;
+
+    /* a request to the admin API instead: split is NULL */
+    void                                *api;
 } ngx_http_traffic_shift_ctx_t;
-
-
-ngx_int_t ngx_http_traffic_shift_parse_weight(u_char *p, size_t len);
-u_char *ngx_http_traffic_shift_print_weight(u_char *p, ngx_uint_t weight);
-ngx_int_t ngx_http_traffic_shift_valid_name(u_char *p, size_t len);
 
 
 extern ngx_module_t  ngx_http_traffic_shift_module;

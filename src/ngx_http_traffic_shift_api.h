@@ -8,17 +8,73 @@
 #define _NGX_HTTP_TRAFFIC_SHIFT_API_H_INCLUDED_
 
 
-#include "ngx_http_traffic_shift.h"
+#include "ngx_http_traffic_shift_lib.h"
 #include "ngx_http_traffic_shift_zone.h"
 
-#include <jansson.h>
 
+/*
+ * The admin API, in five files, each calling only those after it:
+ *   ngx_http_traffic_shift_api.c           the handler, GET
+ *   ngx_http_traffic_shift_api_change.c    PATCH: changes and answers
+ *   ngx_http_traffic_shift_api_json.c      the documents
+ *   ngx_http_traffic_shift_api_response.c  sending answers and errors
+ *   ngx_http_traffic_shift_api_input.c     paths and bodies, checked
+ */
+
+
+#define NGX_HTTP_TS_API_MAX_BODY    65536
+#define NGX_HTTP_TS_API_TEXT_LEN    320
+#define NGX_HTTP_TS_API_QUOTE_LEN   64
+
+/* what a path names */
+#define NGX_HTTP_TS_API_INDEX       0
+#define NGX_HTTP_TS_API_UPSTREAMS   1
+#define NGX_HTTP_TS_API_UPSTREAM    2
+#define NGX_HTTP_TS_API_HEALTH      3
+#define NGX_HTTP_TS_API_HEALTH_UPS  4
+#define NGX_HTTP_TS_API_SERVER      5
+#define NGX_HTTP_TS_API_METRICS     6
+
+
+typedef struct {
+    ngx_uint_t                            what;
+    ngx_http_traffic_shift_split_t       *split;
+    ngx_http_traffic_shift_upstream_t    *ups;
+    ngx_uint_t                            id;
+} ngx_http_traffic_shift_api_path_t;
+
+
+typedef struct {
+    ngx_uint_t                            status;
+    char                                 *code;
+    size_t                                len;
+    u_char                                text[NGX_HTTP_TS_API_TEXT_LEN];
+} ngx_http_traffic_shift_api_err_t;
+
+
+/*
+ * A change request: its path, parsed once by the handler, and once
+ * accepted, the change, answered when the state file is written.
+ */
+
+typedef struct {
+    ngx_http_traffic_shift_api_path_t     path;
+    ngx_http_traffic_shift_change_t       change;
+    ngx_uint_t                            version;
+} ngx_http_traffic_shift_api_req_t;
+
+
+/* ngx_http_traffic_shift_api.c */
 
 char *ngx_http_traffic_shift_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_traffic_shift_api_init(ngx_conf_t *cf);
 
-/* the documents, in ngx_http_traffic_shift_api_json.c */
+/* ngx_http_traffic_shift_api_change.c */
+
+void ngx_http_traffic_shift_api_body_handler(ngx_http_request_t *r);
+
+/* ngx_http_traffic_shift_api_json.c */
 
 json_t *ngx_http_traffic_shift_api_index_json(
     ngx_http_traffic_shift_main_conf_t *mcf);
@@ -31,12 +87,38 @@ ngx_int_t ngx_http_traffic_shift_api_health(ngx_http_request_t *r,
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_upstream_t *only, ngx_str_t *body);
 
-json_t *ngx_http_traffic_shift_api_json_str(u_char *p, size_t len);
-json_t *ngx_http_traffic_shift_api_json_time(time_t t);
-json_t *ngx_http_traffic_shift_api_json_weight(ngx_uint_t weight);
-ngx_int_t ngx_http_traffic_shift_api_json_to_weight(json_t *value);
-ngx_int_t ngx_http_traffic_shift_api_set(json_t *obj, ngx_str_t *key,
-    json_t *value);
+/* ngx_http_traffic_shift_api_input.c */
+
+ngx_int_t ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_path_t *path,
+    ngx_http_traffic_shift_api_err_t *err);
+json_t *ngx_http_traffic_shift_api_parse(ngx_str_t *body,
+    ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_parse_weights(
+    ngx_http_traffic_shift_split_t *split, json_t *root, ngx_uint_t *weights,
+    ngx_uint_t *force, ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_parse_down(json_t *root,
+    ngx_uint_t *down, ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_fail(
+    ngx_http_traffic_shift_api_err_t *err, ngx_uint_t status, char *code,
+    const char *fmt, ...);
+
+/* ngx_http_traffic_shift_api_response.c */
+
+ngx_int_t ngx_http_traffic_shift_api_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, json_t *json, ngx_uint_t etag);
+ngx_int_t ngx_http_traffic_shift_api_send(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, u_char *data, size_t len,
+    ngx_uint_t etag, char *allow);
+ngx_int_t ngx_http_traffic_shift_api_error(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_err_t *err, ngx_uint_t etag, char *allow);
+ngx_uint_t ngx_http_traffic_shift_api_too_large(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_err_t *err);
+ngx_uint_t ngx_http_traffic_shift_api_etag(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_path_t *path);
+
+
+extern ngx_str_t  ngx_http_traffic_shift_api_type_json;
 
 
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_API_H_INCLUDED_ */

@@ -84,7 +84,7 @@ ngx_http_traffic_shift_api_index_json(ngx_http_traffic_shift_main_conf_t *mcf)
 
     for (i = 0; i < mcf->splits.nelts; i++) {
         if (json_array_append_new(list,
-                ngx_http_traffic_shift_api_json_str(splitp[i]->name.data,
+                ngx_http_traffic_shift_json_str(splitp[i]->name.data,
                                                     splitp[i]->name.len)))
         {
             goto failed;
@@ -101,7 +101,7 @@ ngx_http_traffic_shift_api_index_json(ngx_http_traffic_shift_main_conf_t *mcf)
 
     for (i = 0; i < mcf->upstreams.nelts; i++) {
         if (json_array_append_new(list,
-                ngx_http_traffic_shift_api_json_str(upsp[i]->uscf->host.data,
+                ngx_http_traffic_shift_json_str(upsp[i]->uscf->host.data,
                                                     upsp[i]->uscf->host.len)))
         {
             goto failed;
@@ -123,7 +123,7 @@ ngx_http_traffic_shift_api_split_json(ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_weights_t *w)
 {
     json_t                              *root, *weights, *pools, *obj;
-    ngx_uint_t                           i, j, live;
+    ngx_uint_t                           i, live;
     ngx_http_traffic_shift_pool_t       *pool;
     ngx_http_traffic_shift_upstream_t   *ups;
 
@@ -133,7 +133,7 @@ ngx_http_traffic_shift_api_split_json(ngx_http_traffic_shift_split_t *split,
     }
 
     if (json_object_set_new(root, "name",
-                            ngx_http_traffic_shift_api_json_str(
+                            ngx_http_traffic_shift_json_str(
                                 split->name.data, split->name.len))
         || json_object_set_new(root, "generation",
                                json_integer(w->generation)))
@@ -157,32 +157,28 @@ ngx_http_traffic_shift_api_split_json(ngx_http_traffic_shift_split_t *split,
 
     for (i = 0; i < split->pools.nelts; i++) {
 
-        if (ngx_http_traffic_shift_api_set(weights, &pool[i].name,
-                   ngx_http_traffic_shift_api_json_weight(w->weights[i]))
+        if (ngx_http_traffic_shift_json_set(weights, &pool[i].name,
+                   ngx_http_traffic_shift_json_weight(w->weights[i]))
             != NGX_OK)
         {
             goto failed;
         }
 
         ups = pool[i].ups;
-        live = 0;
-
-        for (j = 0; j < ups->nservers; j++) {
-            live += ngx_http_traffic_shift_zone_server_live(&ups->servers[j]);
-        }
+        live = ngx_http_traffic_shift_zone_live(ups);
 
         obj = json_object();
 
-        if (ngx_http_traffic_shift_api_set(pools, &pool[i].name, obj)
+        if (ngx_http_traffic_shift_json_set(pools, &pool[i].name, obj)
             != NGX_OK
             || json_object_set_new(obj, "upstream",
-                                   ngx_http_traffic_shift_api_json_str(
+                                   ngx_http_traffic_shift_json_str(
                                        pool[i].upstream.data,
                                        pool[i].upstream.len))
             || json_object_set_new(obj, "weight",
-                      ngx_http_traffic_shift_api_json_weight(w->weights[i]))
+                      ngx_http_traffic_shift_json_weight(w->weights[i]))
             || json_object_set_new(obj, "configured",
-                      ngx_http_traffic_shift_api_json_weight(pool[i].weight))
+                      ngx_http_traffic_shift_json_weight(pool[i].weight))
             || json_object_set_new(obj, "servers",
                                    json_integer(ups->nservers))
             || json_object_set_new(obj, "healthy", json_integer(live)))
@@ -194,7 +190,7 @@ ngx_http_traffic_shift_api_split_json(ngx_http_traffic_shift_split_t *split,
     if (json_object_set_new(root, "sticky", json_boolean(split->sticky))
         || json_object_set_new(root, "route", json_boolean(split->route))
         || json_object_set_new(root, "updated",
-                               ngx_http_traffic_shift_api_json_time(
+                               ngx_http_traffic_shift_json_time(
                                    w->updated))
         || json_object_set_new(root, "source",
                       json_string(ngx_http_traffic_shift_api_sources[
@@ -306,11 +302,7 @@ ngx_http_traffic_shift_api_ups_text(u_char *p,
 {
     ngx_uint_t  i, live;
 
-    live = 0;
-
-    for (i = 0; i < ups->nservers; i++) {
-        live += ngx_http_traffic_shift_zone_server_live(&ups->servers[i]);
-    }
+    live = ngx_http_traffic_shift_zone_live(ups);
 
     p = ngx_cpymem(p, "{\"name\":\"", sizeof("{\"name\":\"") - 1);
     p = (u_char *) ngx_escape_json(p, ups->uscf->host.data,
@@ -434,205 +426,35 @@ ngx_http_traffic_shift_api_last_error(ngx_http_traffic_shift_sh_server_t *sh,
 }
 
 
+/*
+ * GET and PATCH /health/UPSTREAM/servers/ID: the server as the list writes
+ * it, taken up by jansson for the fields a change answer adds.
+ */
+
 json_t *
 ngx_http_traffic_shift_api_server_json(ngx_http_traffic_shift_upstream_t *ups,
     ngx_uint_t id)
 {
-    u_char                               error[NGX_HTTP_TS_ERR_LEN];
-    json_t                              *root, *probes;
-    size_t                               len;
-    ngx_http_traffic_shift_server_t     *server;
-    ngx_http_traffic_shift_sh_server_t  *sh;
+    u_char        *text, *p;
+    size_t         size;
+    json_t        *root;
+    json_error_t   error;
 
-    server = &ups->servers[id];
-    sh = server->sh;
+    size = NGX_HTTP_TS_API_SERVER_LEN + ups->servers[id].name.len
+           + ngx_escape_json(NULL, ups->servers[id].name.data,
+                             ups->servers[id].name.len)
+           + 2 * NGX_HTTP_TS_ERR_LEN;
 
-    len = ngx_http_traffic_shift_api_last_error(sh, error);
-
-    root = json_object();
-    if (root == NULL) {
+    text = ngx_alloc(size, ngx_cycle->log);
+    if (text == NULL) {
         return NULL;
     }
 
-    if (json_object_set_new(root, "id", json_integer(id))
-        || json_object_set_new(root, "address",
-                               ngx_http_traffic_shift_api_json_str(
-                                   server->name.data, server->name.len))
-        || json_object_set_new(root, "state",
-                       json_string(ngx_http_traffic_shift_api_state(ups,
-                                                                    server)))
-        || json_object_set_new(root, "admin_down",
-                               json_boolean(sh->admin_down))
-        || json_object_set_new(root, "config_down",
-                               json_boolean(server->conf_down))
-        || json_object_set_new(root, "backup", json_boolean(server->backup))
-        || json_object_set_new(root, "passes", json_integer(sh->passes))
-        || json_object_set_new(root, "fails", json_integer(sh->fails))
-        || json_object_set_new(root, "last_probe",
-                               ngx_http_traffic_shift_api_json_time(
-                                   sh->last_probe))
-        || json_object_set_new(root, "last_error",
-                               len ? json_stringn((char *) error, len)
-                                   : json_null())
-        || json_object_set_new(root, "probes", probes = json_object())
-        || json_object_set_new(probes, "ok",
-                     json_integer(sh->probes[NGX_HTTP_TS_PROBE_OK]))
-        || json_object_set_new(probes, "fail",
-                     json_integer(sh->probes[NGX_HTTP_TS_PROBE_FAIL]))
-        || json_object_set_new(probes, "timeout",
-                     json_integer(sh->probes[NGX_HTTP_TS_PROBE_TIMEOUT])))
-    {
-        json_decref(root);
-        return NULL;
-    }
+    p = ngx_http_traffic_shift_api_server_text(text, ups, id);
+
+    root = json_loadb((char *) text, p - text, 0, &error);
+
+    ngx_free(text);
 
     return root;
-}
-
-
-/* a string from the configuration, valid UTF-8 or made ASCII */
-
-json_t *
-ngx_http_traffic_shift_api_json_str(u_char *p, size_t len)
-{
-    u_char  *copy;
-    json_t  *json;
-    size_t   i;
-
-    json = json_stringn((char *) p, len);
-
-    if (json || len == 0) {
-        return json;
-    }
-
-    copy = ngx_alloc(len, ngx_cycle->log);
-    if (copy == NULL) {
-        return NULL;
-    }
-
-    for (i = 0; i < len; i++) {
-        copy[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
-    }
-
-    json = json_stringn((char *) copy, len);
-
-    ngx_free(copy);
-
-    return json;
-}
-
-
-ngx_int_t
-ngx_http_traffic_shift_api_set(json_t *obj, ngx_str_t *key, json_t *value)
-{
-    u_char     *copy;
-    size_t      i;
-    ngx_int_t   rc;
-
-    if (value == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* the value is kept for a second try */
-    json_incref(value);
-
-    if (json_object_setn_new(obj, (char *) key->data, key->len, value)
-        == 0)
-    {
-        json_decref(value);
-        return NGX_OK;
-    }
-
-    /* a key that is not valid UTF-8: made ASCII */
-
-    copy = ngx_alloc(key->len + 1, ngx_cycle->log);
-    if (copy == NULL) {
-        json_decref(value);
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < key->len; i++) {
-        copy[i] = (key->data[i] >= 0x20 && key->data[i] < 0x7f)
-                  ? key->data[i] : '?';
-    }
-
-    rc = json_object_setn_new(obj, (char *) copy, key->len, value)
-         ? NGX_ERROR : NGX_OK;
-
-    ngx_free(copy);
-
-    return rc;
-}
-
-
-json_t *
-ngx_http_traffic_shift_api_json_time(time_t t)
-{
-    u_char     text[sizeof("1970-01-01T00:00:00Z")];
-    ngx_tm_t   tm;
-
-    if (t == 0) {
-        return json_null();
-    }
-
-    ngx_gmtime(t, &tm);
-
-    (void) ngx_sprintf(text, "%4d-%02d-%02dT%02d:%02d:%02dZ",
-                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
-
-    return json_stringn((char *) text, sizeof(text) - 1);
-}
-
-
-/* 9000 -> 90, 1250 -> 12.5, 3333 -> 33.33 */
-
-json_t *
-ngx_http_traffic_shift_api_json_weight(ngx_uint_t weight)
-{
-    if (weight % 100 == 0) {
-        return json_integer(weight / 100);
-    }
-
-    return json_real((double) weight / 100);
-}
-
-
-/*
- * A JSON number as hundredths of a percent; NGX_ERROR if it is not
- * from 0 to 100, NGX_DECLINED if it has more than 2 decimals.
- */
-
-ngx_int_t
-ngx_http_traffic_shift_api_json_to_weight(json_t *value)
-{
-    double      x, y, d;
-    json_int_t  n;
-    ngx_int_t   w;
-
-    if (json_is_integer(value)) {
-        n = json_integer_value(value);
-
-        if (n < 0 || n > 100) {
-            return NGX_ERROR;
-        }
-
-        return (ngx_int_t) n * 100;
-    }
-
-    x = json_real_value(value);
-
-    if (!(x >= 0 && x <= 100)) {
-        return NGX_ERROR;
-    }
-
-    y = x * 100;
-    w = (ngx_int_t) (y + 0.5);
-    d = y - (double) w;
-
-    if (d > 1e-6 || d < -1e-6) {
-        return NGX_DECLINED;
-    }
-
-    return w;
 }

@@ -13,6 +13,10 @@
     ((mcf)->sh && (mcf)->sh->version != (mcf)->version)
 
 
+static ngx_int_t ngx_http_traffic_shift_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static void ngx_http_traffic_shift_refresh(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log);
 static ngx_int_t ngx_http_traffic_shift_upstream_init_peer(
     ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us);
 static void ngx_http_traffic_shift_upstream_sync(
@@ -217,7 +221,7 @@ ngx_http_traffic_shift_upstream_init_peer(ngx_http_request_t *r,
  * peers' down flags of every tracked upstream, then the pool snapshots.
  */
 
-void
+static void
 ngx_http_traffic_shift_refresh(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_log_t *log)
 {
@@ -264,14 +268,10 @@ static void
 ngx_http_traffic_shift_upstream_sync(ngx_http_traffic_shift_upstream_t *ups,
     ngx_log_t *log)
 {
-    ngx_uint_t                     i, n, live, fail_open;
+    ngx_uint_t                     n, live, fail_open;
     ngx_http_upstream_rr_peers_t  *peers;
 
-    live = 0;
-
-    for (i = 0; i < ups->nservers; i++) {
-        live += ngx_http_traffic_shift_zone_server_live(&ups->servers[i]);
-    }
+    live = ngx_http_traffic_shift_zone_live(ups);
 
     /* every server down: fail open, let round robin use them all */
 
@@ -499,7 +499,7 @@ ngx_http_traffic_shift_gcd(ngx_uint_t a, ngx_uint_t b)
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_traffic_shift_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
@@ -728,7 +728,11 @@ ngx_http_traffic_shift_pool_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_traffic_shift_module);
 
-    if (ctx == NULL) {
+    if (ctx && ctx->split == NULL) {
+        /* an admin API request */
+        ctx = NULL;
+
+    } else if (ctx == NULL) {
 
         /* evaluated before the upstream connects: decide now, once */
 

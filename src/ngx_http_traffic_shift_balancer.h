@@ -13,15 +13,11 @@
 
 ngx_int_t ngx_http_traffic_shift_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
-ngx_int_t ngx_http_traffic_shift_init_peer(ngx_http_request_t *r,
-    ngx_http_upstream_srv_conf_t *us);
 ngx_http_traffic_shift_upstream_t *ngx_http_traffic_shift_upstream_add(
     ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *uscf);
 ngx_int_t ngx_http_traffic_shift_upstream_wrap(ngx_conf_t *cf,
     ngx_http_traffic_shift_upstream_t *ups);
 
-void ngx_http_traffic_shift_refresh(ngx_http_traffic_shift_main_conf_t *mcf,
-    ngx_log_t *log);
 
 ngx_int_t ngx_http_traffic_shift_pool_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);

@@ -6,6 +6,7 @@
 
 #include "ngx_http_traffic_shift_metrics.h"
 #include "ngx_http_traffic_shift_zone.h"
+#include "ngx_http_traffic_shift_lib.h"
 
 
 /*
@@ -25,6 +26,22 @@ typedef struct {
 } ngx_http_traffic_shift_metrics_split_t;
 
 
+typedef struct {
+    ngx_pool_t                              *pool;
+    ngx_http_traffic_shift_main_conf_t      *mcf;
+    ngx_http_traffic_shift_metrics_split_t  *splits;
+    ngx_str_t                               *ups;
+    u_char                                  *p;
+    u_char                                  *last;
+} ngx_http_traffic_shift_metrics_ctx_t;
+
+
+static ngx_int_t ngx_http_traffic_shift_metrics_prepare(
+    ngx_http_traffic_shift_metrics_ctx_t *ctx, size_t *size);
+static void ngx_http_traffic_shift_metrics_pools(
+    ngx_http_traffic_shift_metrics_ctx_t *ctx);
+static ngx_int_t ngx_http_traffic_shift_metrics_servers(
+    ngx_http_traffic_shift_metrics_ctx_t *ctx);
 static ngx_int_t ngx_http_traffic_shift_metrics_escape(ngx_pool_t *pool,
     ngx_str_t *src, ngx_str_t *dst);
 
@@ -80,56 +97,83 @@ ngx_int_t
 ngx_http_traffic_shift_metrics(ngx_http_request_t *r,
     ngx_http_traffic_shift_main_conf_t *mcf, ngx_str_t *body)
 {
-    u_char                                  *p, *last, weight[16];
-    size_t                                   size;
-    ngx_str_t                               *ups_name, *server_name, name;
-    ngx_uint_t                               i, j, k, n, nservers;
-    ngx_http_traffic_shift_pool_t           *pool;
-    ngx_http_traffic_shift_split_t         **splitp, *split;
-    ngx_http_traffic_shift_server_t         *server;
-    ngx_http_traffic_shift_sh_split_t       *rec;
-    ngx_http_traffic_shift_upstream_t      **upsp, *ups;
-    ngx_http_traffic_shift_metrics_split_t  *ms;
+    size_t                                size;
+    ngx_http_traffic_shift_metrics_ctx_t  ctx;
 
-    splitp = mcf->splits.elts;
-    upsp = mcf->upstreams.elts;
+    ngx_memzero(&ctx, sizeof(ngx_http_traffic_shift_metrics_ctx_t));
 
-    ms = ngx_pcalloc(r->pool, (mcf->splits.nelts + 1)
-                              * sizeof(ngx_http_traffic_shift_metrics_split_t));
-    ups_name = ngx_pcalloc(r->pool, (mcf->upstreams.nelts + 1)
-                                    * sizeof(ngx_str_t));
+    ctx.pool = r->pool;
+    ctx.mcf = mcf;
 
-    if (ms == NULL || ups_name == NULL) {
+    ctx.splits = ngx_pcalloc(r->pool, (mcf->splits.nelts + 1)
+                             * sizeof(ngx_http_traffic_shift_metrics_split_t));
+    ctx.ups = ngx_pcalloc(r->pool, (mcf->upstreams.nelts + 1)
+                                   * sizeof(ngx_str_t));
+
+    if (ctx.splits == NULL || ctx.ups == NULL) {
         return NGX_ERROR;
     }
 
     size = sizeof(NGX_HTTP_TS_METRICS_HEAD) - 1;
 
-    /* a consistent copy of the weights; the counters are read as they go */
+    if (ngx_http_traffic_shift_metrics_prepare(&ctx, &size) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx.p = ngx_pnalloc(r->pool, size);
+    if (ctx.p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = ctx.p;
+    ctx.last = ctx.p + size;
+
+    ngx_http_traffic_shift_metrics_pools(&ctx);
+
+    if (ngx_http_traffic_shift_metrics_servers(&ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    body->len = ctx.p - body->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A consistent copy of each upstream's weights (the counters are read as
+ * they go), the escaped names, and the size of the body.
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_metrics_prepare(
+    ngx_http_traffic_shift_metrics_ctx_t *ctx, size_t *size)
+{
+    ngx_uint_t                               i, j;
+    ngx_http_traffic_shift_pool_t           *pool;
+    ngx_http_traffic_shift_split_t         **splitp, *split;
+    ngx_http_traffic_shift_upstream_t      **upsp, *ups;
+    ngx_http_traffic_shift_main_conf_t      *mcf;
+    ngx_http_traffic_shift_metrics_split_t  *ms;
+
+    mcf = ctx->mcf;
+    splitp = mcf->splits.elts;
 
     for (i = 0; i < mcf->splits.nelts; i++) {
         split = splitp[i];
+        ms = &ctx->splits[i];
 
-        if (mcf->sh == NULL || split->sh == NULL) {
-            ms[i].rc = NGX_DECLINED;
-            continue;
-        }
+        ms->rc = (mcf->sh && split->sh)
+                 ? ngx_http_traffic_shift_zone_read(split, &ms->w)
+                 : NGX_DECLINED;
 
-        for (n = 0; n < 100; n++) {
-            ms[i].rc = ngx_http_traffic_shift_zone_read(split, &ms[i].w);
-
-            if (ms[i].rc != NGX_AGAIN) {
-                break;
-            }
-        }
-
-        if (ms[i].rc != NGX_OK) {
+        if (ms->rc != NGX_OK) {
             /* a reload changed this upstream's pools: skipped */
             continue;
         }
 
-        if (ngx_http_traffic_shift_metrics_escape(r->pool, &split->name,
-                                                  &ms[i].name)
+        if (ngx_http_traffic_shift_metrics_escape(ctx->pool, &split->name,
+                                                  &ms->name)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -139,15 +183,15 @@ ngx_http_traffic_shift_metrics(ngx_http_request_t *r,
 
         for (j = 0; j < split->pools.nelts; j++) {
             /* weight, requests, responses by class */
-            size += (2 + NGX_HTTP_TS_CLASSES)
-                    * (NGX_HTTP_TS_METRICS_LINE + ms[i].name.len
-                       + pool[j].name.len);
+            *size += (2 + NGX_HTTP_TS_CLASSES)
+                     * (NGX_HTTP_TS_METRICS_LINE + ms->name.len
+                        + pool[j].name.len);
         }
 
-        size += NGX_HTTP_TS_METRICS_LINE + ms[i].name.len;
+        *size += NGX_HTTP_TS_METRICS_LINE + ms->name.len;
     }
 
-    nservers = 0;
+    upsp = mcf->upstreams.elts;
 
     for (i = 0; mcf->sh && i < mcf->upstreams.nelts; i++) {
         ups = upsp[i];
@@ -156,41 +200,48 @@ ngx_http_traffic_shift_metrics(ngx_http_request_t *r,
             continue;
         }
 
-        if (ngx_http_traffic_shift_metrics_escape(r->pool, &ups->uscf->host,
-                                                  &ups_name[i])
+        if (ngx_http_traffic_shift_metrics_escape(ctx->pool,
+                                                  &ups->uscf->host,
+                                                  &ctx->ups[i])
             != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        nservers += ups->nservers;
-
         for (j = 0; j < ups->nservers; j++) {
             /* up, and probes by result when checked */
-            size += (1 + (ups->health ? NGX_HTTP_TS_PROBE_RESULTS : 0))
-                    * (NGX_HTTP_TS_METRICS_LINE + ups_name[i].len
-                       + 2 * ups->servers[j].name.len);
+            *size += (1 + (ups->health ? NGX_HTTP_TS_PROBE_RESULTS : 0))
+                     * (NGX_HTTP_TS_METRICS_LINE + ctx->ups[i].len
+                        + 2 * ups->servers[j].name.len);
         }
     }
 
-    server_name = ngx_pcalloc(r->pool, (nservers + 1) * sizeof(ngx_str_t));
-    if (server_name == NULL) {
-        return NGX_ERROR;
-    }
+    return NGX_OK;
+}
 
-    p = ngx_pnalloc(r->pool, size);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
 
-    body->data = p;
-    last = p + size;
+/* the families of the traffic_shift upstreams, each with HELP and TYPE */
 
-    /* the families in turn, each with its HELP and TYPE lines */
+static void
+ngx_http_traffic_shift_metrics_pools(ngx_http_traffic_shift_metrics_ctx_t *ctx)
+{
+    u_char                                  *p, *last, weight[16];
+    ngx_str_t                                name;
+    ngx_uint_t                               i, j, k, n;
+    ngx_http_traffic_shift_pool_t           *pool;
+    ngx_http_traffic_shift_split_t         **splitp;
+    ngx_http_traffic_shift_sh_split_t       *rec;
+    ngx_http_traffic_shift_metrics_split_t  *ms;
+
+    p = ctx->p;
+    last = ctx->last;
+    splitp = ctx->mcf->splits.elts;
+    n = ctx->mcf->splits.nelts;
+    ms = ctx->splits;
 
     p = ngx_http_traffic_shift_metrics_text(p, NGX_HTTP_TS_METRICS_WEIGHT);
 
-    for (i = 0; i < mcf->splits.nelts; i++) {
+    for (i = 0; i < n; i++) {
         if (ms[i].rc != NGX_OK) {
             continue;
         }
@@ -211,7 +262,7 @@ ngx_http_traffic_shift_metrics(ngx_http_request_t *r,
 
     p = ngx_http_traffic_shift_metrics_text(p, NGX_HTTP_TS_METRICS_REQUESTS);
 
-    for (i = 0; i < mcf->splits.nelts; i++) {
+    for (i = 0; i < n; i++) {
         if (ms[i].rc != NGX_OK) {
             continue;
         }
@@ -230,7 +281,7 @@ ngx_http_traffic_shift_metrics(ngx_http_request_t *r,
     p = ngx_http_traffic_shift_metrics_text(p,
                                             NGX_HTTP_TS_METRICS_RESPONSES);
 
-    for (i = 0; i < mcf->splits.nelts; i++) {
+    for (i = 0; i < n; i++) {
         if (ms[i].rc != NGX_OK) {
             continue;
         }
@@ -253,7 +304,7 @@ ngx_http_traffic_shift_metrics(ngx_http_request_t *r,
     p = ngx_http_traffic_shift_metrics_text(p,
                                             NGX_HTTP_TS_METRICS_GENERATION);
 
-    for (i = 0; i < mcf->splits.nelts; i++) {
+    for (i = 0; i < n; i++) {
         if (ms[i].rc != NGX_OK) {
             continue;
         }
@@ -263,66 +314,81 @@ ngx_http_traffic_shift_metrics(ngx_http_request_t *r,
                          &ms[i].name, ms[i].w.generation);
     }
 
-    p = ngx_http_traffic_shift_metrics_text(p, NGX_HTTP_TS_METRICS_UP);
+    ctx->p = p;
+}
 
-    n = 0;
 
-    for (i = 0; i < mcf->upstreams.nelts; i++) {
-        ups = upsp[i];
+/*
+ * The families of the servers.  A server listed twice in an upstream{}
+ * block is one server of the zone: it has one series.
+ */
 
-        if (ups_name[i].data == NULL) {
-            continue;
-        }
+static ngx_int_t
+ngx_http_traffic_shift_metrics_servers(
+    ngx_http_traffic_shift_metrics_ctx_t *ctx)
+{
+    u_char                              *p, *last;
+    ngx_str_t                            name;
+    ngx_uint_t                           i, j, k, probes;
+    ngx_http_traffic_shift_server_t     *server;
+    ngx_http_traffic_shift_upstream_t  **upsp, *ups;
 
-        for (j = 0; j < ups->nservers; j++) {
-            server = &ups->servers[j];
+    last = ctx->last;
+    upsp = ctx->mcf->upstreams.elts;
 
-            if (ngx_http_traffic_shift_metrics_escape(r->pool, &server->name,
-                                                      &server_name[n])
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+    for (probes = 0; probes < 2; probes++) {
 
-            p = ngx_slprintf(p, last,
-                             "traffic_shift_server_up{upstream=\"%V\","
-                             "server=\"%V\"} %d\n", &ups_name[i],
-                             &server_name[n],
-                             ngx_http_traffic_shift_zone_server_live(server)
-                             ? 1 : 0);
-            n++;
-        }
-    }
+        ctx->p = probes
+            ? ngx_http_traffic_shift_metrics_text(ctx->p,
+                                                  NGX_HTTP_TS_METRICS_PROBES)
+            : ngx_http_traffic_shift_metrics_text(ctx->p,
+                                                  NGX_HTTP_TS_METRICS_UP);
+        p = ctx->p;
 
-    p = ngx_http_traffic_shift_metrics_text(p, NGX_HTTP_TS_METRICS_PROBES);
+        for (i = 0; i < ctx->mcf->upstreams.nelts; i++) {
+            ups = upsp[i];
 
-    n = 0;
-
-    for (i = 0; i < mcf->upstreams.nelts; i++) {
-        ups = upsp[i];
-
-        if (ups_name[i].data == NULL) {
-            continue;
-        }
-
-        for (j = 0; j < ups->nservers; j++, n++) {
-
-            if (ups->health == NULL) {
+            if (ctx->ups[i].data == NULL || (probes && ups->health == NULL)) {
                 continue;
             }
 
-            for (k = 0; k < NGX_HTTP_TS_PROBE_RESULTS; k++) {
-                p = ngx_slprintf(p, last,
+            for (j = 0; j < ups->nservers; j++) {
+                server = &ups->servers[j];
+
+                if (server->duplicate) {
+                    continue;
+                }
+
+                if (ngx_http_traffic_shift_metrics_escape(ctx->pool,
+                                                          &server->name,
+                                                          &name)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                if (!probes) {
+                    p = ngx_slprintf(p, last,
+                             "traffic_shift_server_up{upstream=\"%V\","
+                             "server=\"%V\"} %d\n", &ctx->ups[i], &name,
+                             ngx_http_traffic_shift_zone_server_live(server)
+                             ? 1 : 0);
+                    continue;
+                }
+
+                for (k = 0; k < NGX_HTTP_TS_PROBE_RESULTS; k++) {
+                    p = ngx_slprintf(p, last,
                              "traffic_shift_probes_total{upstream=\"%V\","
                              "server=\"%V\",result=\"%s\"} %uA\n",
-                             &ups_name[i], &server_name[n],
+                             &ctx->ups[i], &name,
                              ngx_http_traffic_shift_metrics_results[k],
-                             ups->servers[j].sh->probes[k]);
+                             server->sh->probes[k]);
+                }
             }
         }
-    }
 
-    body->len = p - body->data;
+        ctx->p = p;
+    }
 
     return NGX_OK;
 }

@@ -4,7 +4,7 @@
  */
 
 
-#include "ngx_http_traffic_shift.h"
+#include "ngx_http_traffic_shift_lib.h"
 #include "ngx_http_traffic_shift_zone.h"
 #include "ngx_http_traffic_shift_balancer.h"
 #include "ngx_http_traffic_shift_health.h"
@@ -19,6 +19,7 @@ static void *ngx_http_traffic_shift_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_traffic_shift_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_traffic_shift_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
+static ngx_int_t ngx_http_traffic_shift_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_traffic_shift_init_process(ngx_cycle_t *cycle);
 static void ngx_http_traffic_shift_exit_process(ngx_cycle_t *cycle);
 
@@ -36,6 +37,8 @@ static char *ngx_http_traffic_shift_value(ngx_conf_t *cf,
     ngx_http_complex_value_t **cvp);
 static ngx_int_t ngx_http_traffic_shift_add_zone(ngx_conf_t *cf,
     ngx_http_traffic_shift_main_conf_t *mcf);
+static ngx_int_t ngx_http_traffic_shift_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
 
 
 static ngx_command_t  ngx_http_traffic_shift_commands[] = {
@@ -100,7 +103,7 @@ ngx_module_t  ngx_http_traffic_shift_module = {
     ngx_http_traffic_shift_commands,       /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_traffic_shift_init_module,    /* init module */
     ngx_http_traffic_shift_init_process,   /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -246,10 +249,34 @@ ngx_http_traffic_shift_add_zone(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
-    shm_zone->init = ngx_http_traffic_shift_zone_init;
+    shm_zone->init = ngx_http_traffic_shift_init_zone;
     shm_zone->data = mcf;
 
     mcf->shm_zone = shm_zone;
+
+    return NGX_OK;
+}
+
+
+/* the zone's records, then, at a start, what the state file saved */
+
+static ngx_int_t
+ngx_http_traffic_shift_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_int_t                            rc;
+    ngx_http_traffic_shift_main_conf_t  *mcf;
+
+    mcf = shm_zone->data;
+
+    rc = ngx_http_traffic_shift_zone_init(shm_zone, data);
+
+    if (rc != NGX_DONE) {
+        return rc;
+    }
+
+    if (mcf->state_file.len) {
+        (void) ngx_http_traffic_shift_state_load(mcf, shm_zone->shm.log);
+    }
 
     return NGX_OK;
 }
@@ -329,9 +356,33 @@ ngx_http_traffic_shift_merge_loc_conf(ngx_conf_t *cf, void *parent,
 }
 
 
+/* in the master, when the configuration is sure to be used */
+
+static ngx_int_t
+ngx_http_traffic_shift_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_traffic_shift_main_conf_t  *mcf;
+
+    if (ngx_http_cycle_get_module_main_conf(cycle, ngx_http_module) == NULL) {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_traffic_shift_module);
+
+    if (mcf == NULL || mcf->sh == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_traffic_shift_zone_retire(mcf, cycle->log);
+}
+
+
 static ngx_int_t
 ngx_http_traffic_shift_init_process(ngx_cycle_t *cycle)
 {
+    ngx_http_traffic_shift_state_init_process(cycle);
+
     return ngx_http_traffic_shift_health_init_process(cycle);
 }
 
@@ -348,6 +399,7 @@ ngx_http_traffic_shift_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_traffic_shift_main_conf_t *mcf = conf;
 
+    size_t           need;
     ssize_t          size;
     ngx_str_t       *value, name, s;
     ngx_shm_zone_t  *shm_zone;
@@ -374,10 +426,15 @@ ngx_http_traffic_shift_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (size < (ssize_t) (8 * ngx_pagesize)) {
+    /* what the smallest configuration needs; postconfiguration checks
+     * what this one needs */
+
+    need = ngx_http_traffic_shift_zone_estimate_min();
+
+    if (size < (ssize_t) need) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "zone \"%V\" is too small, at least %uzk needed",
-                           &value[1], 8 * ngx_pagesize / 1024);
+                           &value[1], (need + 1023) / 1024);
         return NGX_CONF_ERROR;
     }
 
@@ -393,7 +450,7 @@ ngx_http_traffic_shift_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    shm_zone->init = ngx_http_traffic_shift_zone_init;
+    shm_zone->init = ngx_http_traffic_shift_init_zone;
     shm_zone->data = mcf;
 
     mcf->shm_zone = shm_zone;
@@ -409,7 +466,8 @@ ngx_http_traffic_shift_state(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_traffic_shift_main_conf_t *mcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t        *value;
+    ngx_file_info_t   fi;
 
     if (mcf->state_file.data) {
         return "is duplicate";
@@ -422,15 +480,25 @@ ngx_http_traffic_shift_state(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    if (value[1].len == 0) {
+    if (value[1].len == 0 || value[1].data[value[1].len - 1] == '/') {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid state file \"%V\"", &value[1]);
+                           "invalid state file \"%V\", a file name is "
+                           "needed", &value[1]);
         return NGX_CONF_ERROR;
     }
 
     mcf->state_file = value[1];
 
     if (ngx_conf_full_name(cf->cycle, &mcf->state_file, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_file_info(mcf->state_file.data, &fi) != NGX_FILE_ERROR
+        && ngx_is_dir(&fi))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid state file \"%V\", it is a directory",
+                           &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -725,107 +793,4 @@ ngx_http_traffic_shift_value(ngx_conf_t *cf, ngx_http_complex_value_t **cvp)
     *cvp = cv;
 
     return NGX_CONF_OK;
-}
-
-
-/* "90", "12.5", "33.33": hundredths of a percent, or NGX_ERROR */
-
-ngx_int_t
-ngx_http_traffic_shift_parse_weight(u_char *p, size_t len)
-{
-    u_char      *last;
-    ngx_uint_t   whole, frac, digits;
-
-    last = p + len;
-    whole = 0;
-    digits = 0;
-
-    while (p < last && *p >= '0' && *p <= '9') {
-        whole = whole * 10 + (*p++ - '0');
-
-        if (++digits > 3) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (digits == 0) {
-        return NGX_ERROR;
-    }
-
-    frac = 0;
-
-    if (p < last && *p == '.') {
-        p++;
-        digits = 0;
-
-        while (p < last && *p >= '0' && *p <= '9') {
-            if (++digits > 2) {
-                return NGX_ERROR;
-            }
-
-            frac = frac * 10 + (*p++ - '0');
-        }
-
-        if (digits == 0) {
-            return NGX_ERROR;
-        }
-
-        if (digits == 1) {
-            frac *= 10;
-        }
-    }
-
-    if (p != last) {
-        return NGX_ERROR;
-    }
-
-    whole = whole * 100 + frac;
-
-    if (whole > NGX_HTTP_TS_TOTAL) {
-        return NGX_ERROR;
-    }
-
-    return whole;
-}
-
-
-u_char *
-ngx_http_traffic_shift_print_weight(u_char *p, ngx_uint_t weight)
-{
-    p = ngx_sprintf(p, "%ui", weight / 100);
-
-    weight %= 100;
-
-    if (weight == 0) {
-        return p;
-    }
-
-    if (weight % 10 == 0) {
-        return ngx_sprintf(p, ".%ui", weight / 10);
-    }
-
-    return ngx_sprintf(p, ".%02ui", weight);
-}
-
-
-ngx_int_t
-ngx_http_traffic_shift_valid_name(u_char *p, size_t len)
-{
-    size_t  i;
-
-    if (len == 0 || len > NGX_HTTP_TS_NAME_LEN) {
-        return 0;
-    }
-
-    for (i = 0; i < len; i++) {
-        if (!((p[i] >= 'a' && p[i] <= 'z')
-              || (p[i] >= 'A' && p[i] <= 'Z')
-              || (p[i] >= '0' && p[i] <= '9')
-              || p[i] == '_' || p[i] == '-'))
-        {
-            return 0;
-        }
-    }
-
-    return 1;
 }

@@ -13,6 +13,12 @@
 
 #define NGX_HTTP_TS_STATE_ERR_LEN  512
 
+#define NGX_HTTP_TS_STATE_FORMAT   "nginx-traffic-shift-state"
+#define NGX_HTTP_TS_STATE_VERSION  1
+
+/* generations are JSON numbers: at most 2^53 - 1 */
+#define NGX_HTTP_TS_STATE_MAX_GEN  9007199254740991LL
+
 
 typedef struct ngx_http_traffic_shift_state_save_s
     ngx_http_traffic_shift_state_save_t;
@@ -25,9 +31,18 @@ typedef void (*ngx_http_traffic_shift_state_done_pt)(ngx_http_request_t *r,
 
 struct ngx_http_traffic_shift_state_save_s {
     ngx_http_traffic_shift_main_conf_t   *mcf;
+
+    /* the request that made the change, or NULL at a worker's start */
     ngx_http_request_t                   *r;
+    ngx_pool_t                           *pool;
+    ngx_log_t                            *log;
     ngx_http_traffic_shift_state_done_pt  done;
     void                                 *data;
+
+#if (NGX_THREADS)
+    ngx_thread_task_t                    *task;
+#endif
+    ngx_event_t                           guard;
 
     u_char                               *file;
     u_char                               *temp;
@@ -41,12 +56,21 @@ struct ngx_http_traffic_shift_state_save_s {
 };
 
 
-char *ngx_http_traffic_shift_state_conf(ngx_conf_t *cf,
-    ngx_http_traffic_shift_main_conf_t *mcf);
+/* ngx_http_traffic_shift_state.c: reading at start */
+
 ngx_int_t ngx_http_traffic_shift_state_load(
     ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log);
+void ngx_http_traffic_shift_state_check_dir(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log,
+    ngx_uint_t writable);
+
+/* ngx_http_traffic_shift_state_write.c: writing in workers */
+
+char *ngx_http_traffic_shift_state_conf(ngx_conf_t *cf,
+    ngx_http_traffic_shift_main_conf_t *mcf);
 ngx_int_t ngx_http_traffic_shift_state_save(ngx_http_request_t *r,
     ngx_http_traffic_shift_state_done_pt done, void *data);
+void ngx_http_traffic_shift_state_init_process(ngx_cycle_t *cycle);
 
 
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_STATE_H_INCLUDED_ */

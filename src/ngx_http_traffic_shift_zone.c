@@ -5,7 +5,7 @@
 
 
 #include "ngx_http_traffic_shift_zone.h"
-#include "ngx_http_traffic_shift_state.h"
+#include "ngx_http_traffic_shift_lib.h"
 
 
 static ngx_http_traffic_shift_sh_t *ngx_http_traffic_shift_zone_old(
@@ -21,18 +21,18 @@ static ngx_int_t ngx_http_traffic_shift_zone_server(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_upstream_t *ups,
     ngx_http_traffic_shift_server_t *server, ngx_http_traffic_shift_sh_t *osh);
+static void ngx_http_traffic_shift_zone_floor(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_http_traffic_shift_sh_t *osh);
 static ngx_http_traffic_shift_sh_split_t *ngx_http_traffic_shift_zone_find(
     ngx_http_traffic_shift_sh_t *sh, ngx_str_t *name);
 static ngx_int_t ngx_http_traffic_shift_zone_same_pools(
     ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_sh_split_t *rec, ngx_uint_t *map);
-static void ngx_http_traffic_shift_zone_publish(
-    ngx_http_traffic_shift_sh_split_t *rec,
-    ngx_http_traffic_shift_weights_t *w);
 static void *ngx_http_traffic_shift_zone_alloc(
     ngx_http_traffic_shift_main_conf_t *mcf, size_t size);
 static void ngx_http_traffic_shift_zone_collect(
     ngx_http_traffic_shift_main_conf_t *mcf);
+static size_t ngx_http_traffic_shift_zone_total(size_t size);
 static size_t ngx_http_traffic_shift_zone_chunk(size_t size);
 
 
@@ -105,6 +105,13 @@ ngx_http_traffic_shift_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
     if (osh) {
         ngx_shmtx_lock(&oshpool->mutex);
+
+        /* retired in init_module, once the new configuration is sure */
+        mcf->old_sh = osh;
+        mcf->old_shpool = oshpool;
+        mcf->old_version = osh->version;
+
+        sh->keep_file = osh->keep_file;
     }
 
     rc = ngx_http_traffic_shift_zone_reconcile(mcf, osh, shm_zone->shm.log);
@@ -119,12 +126,9 @@ ngx_http_traffic_shift_zone_init(ngx_shm_zone_t *shm_zone, void *data)
         return rc;
     }
 
-    if (osh == NULL && mcf->state_file.len) {
-        /* a start, not a reload: restore what the state file saved */
-        (void) ngx_http_traffic_shift_state_load(mcf, shm_zone->shm.log);
-    }
+    /* no older zone: a start, not a reload */
 
-    return NGX_OK;
+    return osh ? NGX_OK : NGX_DONE;
 
 too_small:
 
@@ -200,6 +204,8 @@ ngx_http_traffic_shift_zone_reconcile(ngx_http_traffic_shift_main_conf_t *mcf,
 
     mcf->sh->epoch++;
 
+    ngx_http_traffic_shift_zone_floor(mcf, osh);
+
     splitp = mcf->splits.elts;
 
     for (i = 0; i < mcf->splits.nelts; i++) {
@@ -262,6 +268,14 @@ ngx_http_traffic_shift_zone_split(ngx_http_traffic_shift_main_conf_t *mcf,
     rec = ngx_http_traffic_shift_zone_find(mcf->sh, &split->name);
     src = osh ? ngx_http_traffic_shift_zone_find(osh, &split->name) : rec;
 
+    if (src && src->seen != (osh ? osh->epoch : mcf->sh->epoch - 1)) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "traffic_shift \"%V\" is back in the configuration: "
+                      "its earlier state is forgotten, it starts from the "
+                      "configured weights", &split->name);
+        src = NULL;
+    }
+
     if (rec == NULL) {
         rec = ngx_http_traffic_shift_zone_alloc(mcf,
                      sizeof(ngx_http_traffic_shift_sh_split_t)
@@ -297,7 +311,7 @@ ngx_http_traffic_shift_zone_split(ngx_http_traffic_shift_main_conf_t *mcf,
     layout = rec->layout;
 
     w.npools = split->pools.nelts;
-    w.generation = src ? old.generation : 0;
+    w.generation = src ? old.generation : mcf->sh->floor;
     w.updated = src ? old.updated : 0;
 
     if (same) {
@@ -413,6 +427,23 @@ ngx_http_traffic_shift_zone_server(ngx_http_traffic_shift_main_conf_t *mcf,
     rec = (ngx_http_traffic_shift_sh_server_t *)
               ngx_str_rbtree_lookup(&mcf->sh->servers, &key, hash);
 
+    if (rec && rec->seen == mcf->sh->epoch) {
+        /* the same address listed again in the upstream{} block */
+        ngx_free(key.data);
+        server->sh = rec;
+        server->duplicate = 1;
+        return NGX_OK;
+    }
+
+    src = osh ? (ngx_http_traffic_shift_sh_server_t *)
+                    ngx_str_rbtree_lookup(&osh->servers, &key, hash)
+              : rec;
+
+    if (src && src->seen != (osh ? osh->epoch : mcf->sh->epoch - 1)) {
+        /* not in the previous configuration: forgotten */
+        src = NULL;
+    }
+
     if (rec == NULL) {
         rec = ngx_http_traffic_shift_zone_alloc(mcf,
                                    sizeof(ngx_http_traffic_shift_sh_server_t));
@@ -433,40 +464,128 @@ ngx_http_traffic_shift_zone_server(ngx_http_traffic_shift_main_conf_t *mcf,
         ngx_memcpy(rec->key.data, key.data, len);
         rec->key.len = len;
 
-        src = osh ? (ngx_http_traffic_shift_sh_server_t *)
-                        ngx_str_rbtree_lookup(&osh->servers, &key, hash)
-                  : NULL;
-
-        if (src) {
-            rec->state = src->state;
-            rec->admin_down = src->admin_down;
-            rec->passes = src->passes;
-            rec->fails = src->fails;
-            rec->last_probe = src->last_probe;
-            rec->last_probe_msec = src->last_probe_msec;
-
-            for (i = 0; i < NGX_HTTP_TS_PROBE_RESULTS; i++) {
-                rec->probes[i] = src->probes[i];
-            }
-
-            ngx_memcpy(rec->last_error, src->last_error,
-                       sizeof(rec->last_error));
-
-        } else {
-            /* servers start up, so that a start or reload causes no 502 */
-            rec->state = NGX_HTTP_TS_UP;
-        }
-
         rec->node.key = hash;
         ngx_rbtree_insert(&mcf->sh->servers, &rec->node);
     }
 
     ngx_free(key.data);
 
+    if (src == NULL) {
+        /* servers start up, so that a start or reload causes no 502 */
+        rec->state = NGX_HTTP_TS_UP;
+        rec->admin_down = 0;
+        rec->passes = 0;
+        rec->fails = 0;
+        rec->last_probe = 0;
+        rec->last_probe_msec = 0;
+        rec->lease_pid = 0;
+        rec->lease_expire = 0;
+        ngx_memzero(rec->last_error, sizeof(rec->last_error));
+
+        for (i = 0; i < NGX_HTTP_TS_PROBE_RESULTS; i++) {
+            rec->probes[i] = 0;
+        }
+
+    } else if (src != rec) {
+        rec->state = src->state;
+        rec->admin_down = src->admin_down;
+        rec->passes = src->passes;
+        rec->fails = src->fails;
+        rec->last_probe = src->last_probe;
+        rec->last_probe_msec = src->last_probe_msec;
+
+        for (i = 0; i < NGX_HTTP_TS_PROBE_RESULTS; i++) {
+            rec->probes[i] = src->probes[i];
+        }
+
+        ngx_memcpy(rec->last_error, src->last_error, sizeof(rec->last_error));
+    }
+
     rec->seen = mcf->sh->epoch;
     server->sh = rec;
 
     return NGX_OK;
+}
+
+
+/*
+ * The generations of upstreams that are not in the new configuration
+ * raise the floor: whatever comes (back) under their names starts above.
+ * Of an older zone, every record counts.
+ */
+
+static void
+ngx_http_traffic_shift_zone_floor(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_sh_t *osh)
+{
+    ngx_uint_t                          epoch;
+    ngx_queue_t                        *q;
+    ngx_http_traffic_shift_sh_t        *sh;
+    ngx_http_traffic_shift_sh_split_t  *rec;
+
+    sh = osh ? osh : mcf->sh;
+    epoch = osh ? (ngx_uint_t) -1 : mcf->sh->epoch - 1;
+
+    if (osh && osh->floor > mcf->sh->floor) {
+        mcf->sh->floor = osh->floor;
+    }
+
+    for (q = ngx_queue_head(&sh->splits);
+         q != ngx_queue_sentinel(&sh->splits);
+         q = ngx_queue_next(q))
+    {
+        rec = ngx_queue_data(q, ngx_http_traffic_shift_sh_split_t, queue);
+
+        if ((osh || rec->seen == epoch)
+            && ngx_http_traffic_shift_find_split(mcf, rec->name.data,
+                                                 rec->name.len)
+               == NULL
+            && rec->generation > mcf->sh->floor)
+        {
+            mcf->sh->floor = rec->generation;
+        }
+    }
+}
+
+
+/*
+ * In the master, when the new configuration is sure to be used (the
+ * module's init_module): the zone it replaced takes no more changes, and
+ * what changed there since its state was carried over is carried again.
+ */
+
+ngx_int_t
+ngx_http_traffic_shift_zone_retire(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_log_t *log)
+{
+    ngx_int_t                     rc;
+    ngx_http_traffic_shift_sh_t  *osh;
+
+    osh = mcf->old_sh;
+
+    if (osh == NULL) {
+        return NGX_OK;
+    }
+
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+    ngx_shmtx_lock(&mcf->old_shpool->mutex);
+
+    if (osh->version != mcf->old_version) {
+        rc = ngx_http_traffic_shift_zone_reconcile(mcf, osh, log);
+    }
+
+    osh->retired = 1;
+    (void) ngx_atomic_fetch_add(&osh->version, 1);
+
+    ngx_shmtx_unlock(&mcf->old_shpool->mutex);
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    mcf->old_sh = NULL;
+    mcf->old_shpool = NULL;
+
+    return rc;
 }
 
 
@@ -643,12 +762,43 @@ ngx_http_traffic_shift_zone_estimate(ngx_http_traffic_shift_main_conf_t *mcf)
         }
     }
 
-    /*
-     * the slab allocator's own header and page descriptors, a partly used
-     * page per chunk size, and room for the records of the configuration
-     * a reload replaces
-     */
+    return ngx_http_traffic_shift_zone_total(size);
+}
 
+
+/*
+ * The smallest zone a configuration can use: one traffic_shift upstream
+ * (or a checked upstream{} block) with one server, names of fair length.
+ */
+
+size_t
+ngx_http_traffic_shift_zone_estimate_min(void)
+{
+    size_t  size;
+
+    size = ngx_http_traffic_shift_zone_chunk(
+                                  sizeof(ngx_http_traffic_shift_sh_t))
+           + ngx_http_traffic_shift_zone_chunk(64)
+           + ngx_http_traffic_shift_zone_chunk(
+                                  sizeof(ngx_http_traffic_shift_sh_split_t)
+                                  + NGX_HTTP_TS_NAME_LEN)
+           + ngx_http_traffic_shift_zone_chunk(
+                                  sizeof(ngx_http_traffic_shift_sh_server_t))
+           + ngx_http_traffic_shift_zone_chunk(NGX_SOCKADDR_STRLEN + 64);
+
+    return ngx_http_traffic_shift_zone_total(size);
+}
+
+
+/*
+ * Records of "size" bytes, with the slab allocator's own header and page
+ * descriptors, a partly used page per chunk size, and room for the
+ * records of the configuration a reload replaces.
+ */
+
+static size_t
+ngx_http_traffic_shift_zone_total(size_t size)
+{
     size += size / ngx_pagesize * sizeof(ngx_slab_page_t);
     size += 16 * ngx_pagesize;
 
@@ -668,263 +818,4 @@ ngx_http_traffic_shift_zone_chunk(size_t size)
     for (chunk = 8; chunk < size; chunk <<= 1) { /* void */ }
 
     return chunk;
-}
-
-
-/*
- * A consistent copy of the published weights, without a lock.  A writer
- * only fills the copy not in use, so once a writer has stayed inside its
- * section for a while (stalled, or dead with the sequence odd) the
- * published copy is read anyway, valid as long as neither the sequence nor
- * "current" moved meanwhile.  Should that never settle, the slab mutex
- * ends the wait: no writer is inside its section while it is held.
- */
-
-ngx_int_t
-ngx_http_traffic_shift_zone_read(ngx_http_traffic_shift_split_t *split,
-    ngx_http_traffic_shift_weights_t *w)
-{
-    ngx_uint_t                          n;
-    ngx_atomic_uint_t                   seq, cur;
-    ngx_http_traffic_shift_sh_split_t  *rec;
-
-    rec = split->sh;
-
-    for (n = 0; n < 128; n++) {
-        seq = rec->seq;
-
-        if ((seq & 1) && n < 64) {
-            ngx_cpu_pause();
-            continue;
-        }
-
-        ngx_memory_barrier();
-
-        if (rec->layout != split->layout) {
-            return NGX_DECLINED;
-        }
-
-        cur = rec->current;
-        *w = rec->copy[cur & 1];
-
-        ngx_memory_barrier();
-
-        if (rec->seq == seq && rec->current == cur) {
-            return NGX_OK;
-        }
-    }
-
-    ngx_shmtx_lock(&split->shpool->mutex);
-
-    if (rec->seq & 1) {
-        rec->seq++;
-    }
-
-    if (rec->layout != split->layout) {
-        ngx_shmtx_unlock(&split->shpool->mutex);
-        return NGX_DECLINED;
-    }
-
-    *w = rec->copy[rec->current & 1];
-
-    ngx_shmtx_unlock(&split->shpool->mutex);
-
-    return NGX_OK;
-}
-
-
-/* under the slab mutex, inside the seqlock */
-
-static void
-ngx_http_traffic_shift_zone_publish(ngx_http_traffic_shift_sh_split_t *rec,
-    ngx_http_traffic_shift_weights_t *w)
-{
-    ngx_uint_t  next;
-
-    next = (rec->current & 1) ^ 1;
-
-    rec->copy[next] = *w;
-
-    ngx_memory_barrier();
-
-    rec->current = next;
-    rec->generation = w->generation;
-}
-
-
-ngx_int_t
-ngx_http_traffic_shift_zone_set_weights(
-    ngx_http_traffic_shift_main_conf_t *mcf,
-    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
-    ngx_uint_t source, ngx_uint_t if_match, ngx_uint_t force,
-    ngx_http_traffic_shift_change_t *change)
-{
-    ngx_uint_t                          i, n;
-    ngx_http_traffic_shift_pool_t      *pool;
-    ngx_http_traffic_shift_sh_split_t  *rec;
-
-    rec = split->sh;
-    pool = split->pools.elts;
-    n = split->pools.nelts;
-
-    ngx_shmtx_lock(&mcf->shpool->mutex);
-
-    if (rec->seq & 1) {
-        /* a writer died inside the section: repair before reading */
-        rec->seq++;
-    }
-
-    if (rec->layout != split->layout) {
-        /* a reload gave this upstream other pools */
-        ngx_shmtx_unlock(&mcf->shpool->mutex);
-        return NGX_ABORT;
-    }
-
-    change->old = rec->copy[rec->current & 1];
-
-    if (if_match && if_match != change->old.generation) {
-        ngx_shmtx_unlock(&mcf->shpool->mutex);
-        return NGX_DECLINED;
-    }
-
-    if (!force) {
-        for (i = 0; i < n; i++) {
-            if (weights[i]
-                && !ngx_http_traffic_shift_zone_upstream_live(pool[i].ups))
-            {
-                change->dead_pool = i;
-                ngx_shmtx_unlock(&mcf->shpool->mutex);
-                return NGX_BUSY;
-            }
-        }
-    }
-
-    change->new.generation = change->old.generation + 1;
-    change->new.source = source;
-    change->new.updated = ngx_time();
-    change->new.npools = n;
-
-    for (i = 0; i < n; i++) {
-        change->new.weights[i] = weights[i];
-    }
-
-    ngx_http_traffic_shift_write_begin(&rec->seq);
-    ngx_http_traffic_shift_zone_publish(rec, &change->new);
-    ngx_http_traffic_shift_write_end(&rec->seq);
-
-    ngx_http_traffic_shift_zone_changed(mcf);
-
-    ngx_shmtx_unlock(&mcf->shpool->mutex);
-
-    return NGX_OK;
-}
-
-
-ngx_uint_t
-ngx_http_traffic_shift_zone_server_live(ngx_http_traffic_shift_server_t *server)
-{
-    return !server->conf_down
-           && !server->sh->admin_down
-           && server->sh->state != NGX_HTTP_TS_DOWN;
-}
-
-
-ngx_uint_t
-ngx_http_traffic_shift_zone_upstream_live(
-    ngx_http_traffic_shift_upstream_t *ups)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < ups->nservers; i++) {
-        if (ngx_http_traffic_shift_zone_server_live(&ups->servers[i])) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/*
- * An admin mark, set through the API or restored from the state file:
- * "if_match", when not 0, is the zone version the client saw; a newer one
- * declines.  "version", when not NULL, gets the zone version after it.
- */
-
-ngx_int_t
-ngx_http_traffic_shift_zone_admin_down(
-    ngx_http_traffic_shift_main_conf_t *mcf,
-    ngx_http_traffic_shift_server_t *server, ngx_uint_t down,
-    ngx_uint_t if_match, ngx_uint_t *version)
-{
-    ngx_shmtx_lock(&mcf->shpool->mutex);
-
-    if (if_match && if_match != mcf->sh->version) {
-        if (version) {
-            *version = mcf->sh->version;
-        }
-
-        ngx_shmtx_unlock(&mcf->shpool->mutex);
-        return NGX_DECLINED;
-    }
-
-    if (server->sh->admin_down != down) {
-        server->sh->admin_down = down;
-        ngx_http_traffic_shift_zone_changed(mcf);
-    }
-
-    if (version) {
-        *version = mcf->sh->version;
-    }
-
-    ngx_shmtx_unlock(&mcf->shpool->mutex);
-
-    return NGX_OK;
-}
-
-
-/* weights saved in the state file: they keep their generation and time */
-
-ngx_int_t
-ngx_http_traffic_shift_zone_restore(ngx_http_traffic_shift_main_conf_t *mcf,
-    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
-    ngx_uint_t generation, time_t updated)
-{
-    ngx_uint_t                          i;
-    ngx_http_traffic_shift_weights_t    w;
-    ngx_http_traffic_shift_sh_split_t  *rec;
-
-    rec = split->sh;
-
-    ngx_shmtx_lock(&mcf->shpool->mutex);
-
-    if (rec->layout != split->layout) {
-        ngx_shmtx_unlock(&mcf->shpool->mutex);
-        return NGX_ABORT;
-    }
-
-    if (rec->seq & 1) {
-        rec->seq++;
-    }
-
-    w.npools = split->pools.nelts;
-    w.source = NGX_HTTP_TS_SRC_STATE;
-    w.updated = updated;
-    w.generation = rec->copy[rec->current & 1].generation;
-    w.generation = (generation > w.generation) ? generation
-                                                : w.generation + 1;
-
-    for (i = 0; i < split->pools.nelts; i++) {
-        w.weights[i] = weights[i];
-    }
-
-    ngx_http_traffic_shift_write_begin(&rec->seq);
-    ngx_http_traffic_shift_zone_publish(rec, &w);
-    ngx_http_traffic_shift_write_end(&rec->seq);
-
-    ngx_http_traffic_shift_zone_changed(mcf);
-
-    ngx_shmtx_unlock(&mcf->shpool->mutex);
-
-    return NGX_OK;
 }

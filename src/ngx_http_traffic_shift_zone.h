@@ -23,13 +23,35 @@ typedef struct {
 } ngx_http_traffic_shift_change_t;
 
 
+/* ngx_http_traffic_shift_zone.c: at configuration load, in the master */
+
+/*
+ * The shm_zone init: creates or reconciles the records of the
+ * configuration.  NGX_DONE: a new zone with no older one to carry state
+ * from, that is a start (the caller restores the state file).
+ */
 ngx_int_t ngx_http_traffic_shift_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
 size_t ngx_http_traffic_shift_zone_estimate(
     ngx_http_traffic_shift_main_conf_t *mcf);
+size_t ngx_http_traffic_shift_zone_estimate_min(void);
+ngx_int_t ngx_http_traffic_shift_zone_retire(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log);
 
+/* ngx_http_traffic_shift_zone_access.c: at run time */
+
+/*
+ * A consistent copy of the published weights, without a lock: NGX_OK, or
+ * NGX_DECLINED when a reload gave the upstream other pools (the record's
+ * layout is not the one of this configuration).  Never anything else: a
+ * stalled or dead writer does not make a reader wait or fail.
+ */
 ngx_int_t ngx_http_traffic_shift_zone_read(
     ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_weights_t *w);
+/* under the mutex, inside the seqlock: "w" becomes the published copy */
+void ngx_http_traffic_shift_zone_publish(
+    ngx_http_traffic_shift_sh_split_t *rec,
     ngx_http_traffic_shift_weights_t *w);
 ngx_int_t ngx_http_traffic_shift_zone_set_weights(
     ngx_http_traffic_shift_main_conf_t *mcf,
@@ -43,10 +65,22 @@ ngx_int_t ngx_http_traffic_shift_zone_admin_down(
 ngx_int_t ngx_http_traffic_shift_zone_restore(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
-    ngx_uint_t generation, time_t updated);
+    ngx_uint_t source, ngx_uint_t generation, time_t updated);
+ngx_uint_t ngx_http_traffic_shift_zone_probe(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_sh_server_t *sh, ngx_uint_t result, char *reason,
+    ngx_uint_t fails, ngx_uint_t passes, ngx_uint_t *n);
+void ngx_http_traffic_shift_zone_release(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_sh_server_t *sh);
+void ngx_http_traffic_shift_zone_set_floor(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_uint_t floor);
+
+/* not down by configuration, probes or an admin mark */
 ngx_uint_t ngx_http_traffic_shift_zone_server_live(
     ngx_http_traffic_shift_server_t *server);
-ngx_uint_t ngx_http_traffic_shift_zone_upstream_live(
+/* the number of live servers of an upstream{} block */
+ngx_uint_t ngx_http_traffic_shift_zone_live(
     ngx_http_traffic_shift_upstream_t *ups);
 
 

@@ -127,10 +127,10 @@ my @cases = (
       wrap("pool blue u_blue weight=100;",
            "traffic_shift_zone shift 1q; # HERE"),
       qr/invalid zone size "1q"/ ],
-    [ 'zone under 8 pages',
+    [ 'zone under what any configuration needs',
       wrap("pool blue u_blue weight=100;",
            "traffic_shift_zone shift 16k; # HERE"),
-      qr/zone "shift" is too small, at least 32k needed/ ],
+      qr/zone "shift" is too small, at least \d+k needed/ ],
     [ 'duplicate zone directive',
       wrap("pool blue u_blue weight=100;",
            "traffic_shift_zone a 1m;\ntraffic_shift_zone b 1m; # HERE"),
@@ -187,11 +187,34 @@ for my $case (@cases) {
         or diag($out);
 }
 
+# the smallest zone the directive asks for is enough for a small
+# configuration: the minimum it states can be reached
+
+my ($rc, $out) = $t->nginx_t(<<'EOF');
+http {
+    traffic_shift_zone shift 16k;
+    upstream u_blue { server 127.0.0.1:%%PORT_blue1%%; }
+    traffic_shift app { pool blue u_blue weight=100; }
+}
+EOF
+my ($min) = $out =~ /at least (\d+)k needed/;
+ok($min, "a zone of 16k: the minimum is stated (${\($min // '?')}k)")
+    or diag($out);
+($rc, $out) = $t->nginx_t(<<"EOF");
+http {
+    traffic_shift_zone shift ${\($min // 0)}k;
+    upstream u_blue { server 127.0.0.1:%%PORT_blue1%%; }
+    traffic_shift app { pool blue u_blue weight=100; }
+}
+EOF
+is($rc, 0, "a zone of the stated minimum serves a one-server configuration")
+    or diag($out);
+
 # a zone too small for the configuration says how much it needs
 my $servers = join "\n", map { "server 127.0.0.1:$_;" } 20001 .. 20300;
-my ($rc, $out) = $t->nginx_t(<<"EOF");
+($rc, $out) = $t->nginx_t(<<"EOF");
 http {
-    traffic_shift_zone shift 32k; # HERE
+    traffic_shift_zone shift 160k; # HERE
     upstream u_big { $servers }
     traffic_shift app { pool a u_big weight=100; }
 }

@@ -133,8 +133,8 @@ is_deeply($saved->{upstreams}{app}{weights},
     { blue => 12.5, green => 54.17, canary => 33.33 }, 'weights saved');
 is($saved->{upstreams}{app}{generation}, $r->{json}{generation},
     'generation saved');
-ok(!exists $saved->{upstreams}{other},
-    'weights from the configuration are not saved');
+is($saved->{upstreams}{other}{source}, 'config',
+    'weights from the configuration are saved as such, with their generation');
 ok(!-e "$file.tmp", 'no temporary file left');
 
 $r = patch('/health/app_blue/servers/1', { down => JSON::PP::true });
@@ -242,9 +242,13 @@ $t->write_config(config(canary => 1, state => $file));
 for my $bad (['{"version":1,"upstreams":{"app":', 'is corrupt'],
              ["\x00\x01garbage", 'is corrupt'],
              ['[1,2,3]', 'is not a state file'],
-             ['{"version":99,"upstreams":{}}', 'has an unknown version'],
-             ['{"version":1,"upstreams":{"app":{"weights":{"blue":70,'
-              . '"green":20,"canary":20}}}}', 'invalid weights'])
+             ['{"format":"nginx-traffic-shift-state","version":99,'
+              . '"upstreams":{}}', 'is not a state file'],
+             ['{"version":1,"upstreams":{}}', 'is not a state file'],
+             ['{"format":"nginx-traffic-shift-state","version":1,'
+              . '"upstreams":{"app":{"weights":{"blue":70,'
+              . '"green":20,"canary":20},"generation":3}}}',
+              'invalid state of upstream'])
 {
     my ($text, $msg) = @$bad;
     $t->write_file($file, $text);
