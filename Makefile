@@ -9,6 +9,10 @@
 #   make bench           benchmark against stock nginx (scripts/bench)
 #   make asan            build with AddressSanitizer and UBSan in
 #                        $(ASAN_BUILD_DIR), run the test suite with them
+#   make test-nginx      build nginx and the module from NGINX_SRC or
+#                        NGINX_VERSION in build-nginx-VERSION
+#                        (scripts/build-nginx), run make test's suite with
+#                        them (docs/nginx-versions.md)
 #   make fuzz            build the libFuzzer targets (clang), run each for
 #                        FUZZ_SECONDS (fuzz/run)
 #   make install         copy the module to $(NGINX_MODULES_DIR)
@@ -21,8 +25,16 @@
 #   NGINX_CONFIGURE_FLAGS  extra nginx configure arguments
 #   NGINX_CC_OPT           --with-cc-opt (default: Debian's hardening flags)
 #   NGINX_LD_OPT           --with-ld-opt
+#   NGINX_VERSION          make test-nginx: Debian 13's nginx source package
+#                          of this version (1.26.3) instead of NGINX_SRC,
+#                          which may also be a .tar.gz there
+#   NGINX_STATIC=1         make test-nginx: the module compiled into nginx
+#   NGINX_BUILD            a build directory of make test-nginx: make test,
+#                          stress, asan and demo use its nginx and module
 #   SKIP_DEPS=1            do not check the Debian packages
 #   TS_MODULE              module the tests load (default: the build output)
+#   TS_NGINX, TS_STATIC    the nginx the tests run, and TS_STATIC=1 if the
+#                          module is compiled into it (t/README)
 #   TESTS, PROVE_FLAGS     which tests prove runs, and how
 #   ASAN_BUILD_DIR         build directory of make asan (default: build-asan)
 #   ASAN_CC_OPT, ASAN_LD_OPT   its compiler and linker flags
@@ -37,6 +49,19 @@ BUILD_ABS := $(abspath $(BUILD_DIR))
 MODULE := $(BUILD_ABS)/$(MODULE_NAME).so
 NGINX_TREE := $(BUILD_ABS)/nginx
 
+# NGINX_BUILD: TS_NGINX, TS_MODULE, TS_STATIC, NGINX_SRC and
+# NGINX_CONFIGURE_FLAGS of a build of scripts/build-nginx; the suites then
+# need nothing built here (make test-nginx writes it, and reads it anew)
+NGINX_BUILD ?=
+ifneq ($(NGINX_BUILD),)
+ifeq ($(filter test-nginx,$(MAKECMDGOALS)),)
+include $(wildcard $(abspath $(NGINX_BUILD))/build.mk)
+endif
+SUITE_DEPS := nginx-build-check
+else
+SUITE_DEPS := module
+endif
+
 NGINX_MODULES_DIR ?= /usr/lib/nginx/modules
 PROVE ?= prove
 PROVE_FLAGS ?=
@@ -44,8 +69,12 @@ TESTS ?= $(sort $(wildcard t/*.t))
 STRESS_TESTS ?= $(sort $(wildcard t/stress/*.t))
 STRESS_SHORT ?=
 TS_MODULE ?= $(MODULE)
+TS_NGINX ?=
+TS_STATIC ?=
+SUITE_ENV = TS_MODULE='$(TS_MODULE)' TS_NGINX='$(TS_NGINX)' \
+            TS_STATIC='$(TS_STATIC)'
 
-ASAN_BUILD_DIR ?= build-asan
+ASAN_BUILD_DIR ?= $(if $(NGINX_BUILD),$(NGINX_BUILD)/asan,build-asan)
 ASAN_CC_OPT ?= -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fsanitize-recover=address -fPIC
 ASAN_LD_OPT ?= -fsanitize=address,undefined -Wl,-z,relro -Wl,-z,now -fPIC
@@ -56,7 +85,7 @@ ASAN_NGINX_BINARY ?= $(or $(TS_NGINX),/usr/sbin/nginx)
 export NGINX_SRC NGINX_CONFIGURE_FLAGS NGINX_CC_OPT NGINX_LD_OPT
 
 .PHONY: all module deps deps-check test check-style demo install \
-        clean bench asan fuzz
+        clean bench asan fuzz test-nginx nginx-build-check
 
 all: module
 
@@ -83,27 +112,43 @@ check-style:
 	scripts/check-style
 	scripts/check-layers
 
-test: module check-style
-	TS_MODULE='$(TS_MODULE)' $(PROVE) -I t/lib $(PROVE_FLAGS) $(TESTS)
+test: $(SUITE_DEPS) check-style
+	$(SUITE_ENV) $(PROVE) -I t/lib $(PROVE_FLAGS) $(TESTS)
+
+# nginx from another source (scripts/build-nginx), then the suite above
+# against it: NGINX_SRC=tree-or-tarball or NGINX_VERSION=1.26.3 (Debian
+# 13's source package), NGINX_STATIC=1 for the module compiled in
+test-nginx: deps-check
+	@scripts/build-nginx
+	@$(MAKE) --no-print-directory test SKIP_DEPS=1 \
+	    NGINX_BUILD="$$(scripts/build-nginx --dir)"
+
+nginx-build-check:
+	@test -f '$(abspath $(NGINX_BUILD))/build.mk' || { echo \
+	    "NGINX_BUILD=$(NGINX_BUILD): no build.mk; make test-nginx first" \
+	    >&2; exit 1; }
 
 # The reliability tests (docs/stress.md): STRESS_SHORT=1 runs the short
 # pass of CI; STRESS_TESTS chooses the files.
 .PHONY: stress
-stress: module
-	TS_MODULE='$(TS_MODULE)' STRESS_SHORT='$(STRESS_SHORT)' \
+stress: $(SUITE_DEPS)
+	$(SUITE_ENV) STRESS_SHORT='$(STRESS_SHORT)' \
 	    $(PROVE) -I t/lib $(PROVE_FLAGS) $(STRESS_TESTS)
 
-demo: module
-	TS_MODULE='$(TS_MODULE)' scripts/demo
+demo: $(SUITE_DEPS)
+	$(SUITE_ENV) scripts/demo
 
 # The module built with the sanitizers, loaded into the stock nginx run
 # with their runtimes preloaded (scripts/asan-nginx); the harness fails a
-# test whose logs hold a report.
-asan: deps-check
+# test whose logs hold a report.  With NGINX_BUILD: built against that
+# build's source and flags, loaded into its nginx.
+asan: deps-check $(if $(NGINX_BUILD),nginx-build-check)
+	@if [ -n '$(TS_STATIC)' ]; then echo "make asan: the module is" \
+	    "compiled into $(TS_NGINX); use a dynamic build" >&2; exit 1; fi
 	@$(MAKE) --no-print-directory module SKIP_DEPS=1 \
 	    BUILD_DIR='$(ASAN_BUILD_DIR)' \
 	    NGINX_CC_OPT='$(ASAN_CC_OPT)' NGINX_LD_OPT='$(ASAN_LD_OPT)'
-	TS_SANITIZE=1 TS_NGINX='$(CURDIR)/scripts/asan-nginx' \
+	TS_SANITIZE=1 TS_NGINX='$(CURDIR)/scripts/asan-nginx' TS_STATIC= \
 	ASAN_NGINX_BINARY='$(ASAN_NGINX_BINARY)' ASAN_PRELOAD='$(ASAN_PRELOAD)' \
 	TS_MODULE='$(abspath $(ASAN_BUILD_DIR))/$(MODULE_NAME).so' \
 	    $(PROVE) -I t/lib $(PROVE_FLAGS) $(TESTS)

@@ -39,8 +39,13 @@ http {
     }
 }
 EOF
-like($t->config, qr/^load_module \Q${\ $t->module_path }\E;$/m,
-    'load_module line uses the absolute module path');
+if (TSTest->static) {
+    unlike($t->config, qr/load_module/,
+        'TS_STATIC: no load_module line, the module is compiled in');
+} else {
+    like($t->config, qr/^load_module \Q${\ $t->module_path }\E;$/m,
+        'load_module line uses the absolute module path');
+}
 
 $t->start;
 is($t->worker_count, 2, 'two workers running');
@@ -83,7 +88,12 @@ http {
 EOF
 like($out, qr/unknown directive "bogus_directive" in \S*\/nginx\.conf:2/,
     'line numbers of the template are kept');
-like($t->read_file('nginx.conf'), qr/^load_module \S+\.so; http \{/,
-    'load_module added on line 1');
+if (TSTest->static) {
+    like($t->read_file('nginx.conf'), qr/^http \{/,
+        'TS_STATIC: nothing added on line 1');
+} else {
+    like($t->read_file('nginx.conf'), qr/^load_module \S+\.so; http \{/,
+        'load_module added on line 1');
+}
 
 done_testing();

@@ -31,7 +31,10 @@ http {
         listen 127.0.0.1:%%PORT_main%% reuseport;
         add_header X-Pool $traffic_shift_pool always;
         add_header X-Worker $pid always;
-        location / { proxy_pass http://app; }
+        # a connection per request to the backends, which nginx 1.29.7
+        # keeps alive by default: a kept one that the frozen worker
+        # accepted would hang
+        location / { proxy_pass http://app; proxy_http_version 1.0; }
     }
     server {
         listen 127.0.0.1:%%PORT_api%% reuseport;

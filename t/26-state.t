@@ -51,7 +51,7 @@ http {
 
     server {
         listen 127.0.0.1:%%PORT_api%%;
-        listen 127.0.0.1:%%PORT_h2%% http2;
+        %%LISTEN_H2_h2%%;
         location /traffic/ { traffic_shift_api write=on; }
     }
 }

@@ -1,8 +1,8 @@
 package TSH2;
 
-# A minimal HTTP/2 client over cleartext with prior knowledge ("listen ...
-# http2;"), for tests of request bodies sent in DATA frames.  One request
-# per connection, core Perl only.
+# A minimal HTTP/2 client over cleartext with prior knowledge (a port of
+# the harness's %%LISTEN_H2_name%% macro), for tests of request bodies sent
+# in DATA frames.  One request per connection, core Perl only.
 #
 #   my $r = TSH2::request(port => $t->port('h2'), method => 'PATCH',
 #       path => '/traffic/upstreams/app',

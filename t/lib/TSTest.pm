@@ -46,6 +46,11 @@ my $LOOPBACK = inet_aton('127.0.0.1');
 
 my $VERBOSE = $ENV{TS_VERBOSE} || 0;
 
+# TS_STATIC=1: the module is compiled into the nginx under test
+# (--add-module): configurations get no load_module line.
+my $STATIC = ($ENV{TS_STATIC} // '') =~ /^(?:1|yes|on|true)$/i ? 1 : 0;
+my %NGINX_VERSION;                      # nginx binary => its version
+
 $SIG{PIPE} = 'IGNORE';
 for my $sig (qw(INT TERM HUP)) {
     next if defined $SIG{$sig} && $SIG{$sig} ne '' && $SIG{$sig} ne 'DEFAULT';
@@ -132,6 +137,32 @@ sub name { $_[0]{name} }
 sub workers { $_[0]{workers} }
 sub serial { $_[0]{serial} }
 sub module_path { $_[0]{module_path} }
+
+# true when the module is compiled into nginx (TS_STATIC=1)
+sub static { $STATIC }
+
+# the version of the nginx under test ("1.26.3"), from "nginx -v"
+sub nginx_version {
+    my ($self) = @_;
+    my $nginx = ref $self ? $self->{nginx}
+                          : $ENV{TS_NGINX} || '/usr/sbin/nginx';
+    return $NGINX_VERSION{$nginx} //= do {
+        my ($rc, $out) = _run_capture($nginx, '-v');
+        ($out =~ m{nginx/(\d+\.\d+\.\d+)})[0]
+            // croak "TSTest: $nginx -v: no version in: $out";
+    };
+}
+
+# true when the nginx under test is at least that version
+sub nginx_at_least {
+    my ($self, $want) = @_;
+    my @have = split /\./, $self->nginx_version;
+    my @want = split /\./, $want;
+    for my $i (0 .. 2) {
+        return $have[$i] > $want[$i] if $have[$i] != $want[$i];
+    }
+    return 1;
+}
 
 
 ###########################################################################
@@ -420,9 +451,11 @@ sub _expand {
     my $has_backends = $has->('BACKENDS');
     my $has_http = $has->('HTTP_GLOBALS');
     my $has_load = $has->('LOAD_MODULE');
+    my $load = $self->{module} && !$STATIC;
 
-    if ($self->{module} && ($has_load || $template !~ /^\s*load_module\b/m))
-    {
+    croak "TSTest: TS_STATIC: the module is compiled into nginx, a template"
+        . " cannot load it" if $STATIC && $template =~ /^\s*load_module\b/m;
+    if ($load && ($has_load || $template !~ /^\s*load_module\b/m)) {
         _check_module($self->{module_path});
     }
 
@@ -431,14 +464,14 @@ sub _expand {
         WORKERS => $self->{workers},
         ERROR_LOG => $error_log,
         MODULE => $self->{module_path},
-        LOAD_MODULE => $self->{module}
-            ? "load_module $self->{module_path};" : '',
+        LOAD_MODULE => $load ? "load_module $self->{module_path};" : '',
         MAIN => $self->_main_conf($error_log),
         BACKENDS => $self->_backends_conf,
         HTTP_GLOBALS => $self->_http_globals(!$has_backends),
     );
 
     $conf =~ s{%%PORT_(\w+)%%}{$self->port($1)}ge;
+    $conf =~ s{%%LISTEN_H2_(\w+)%%}{$self->_listen_h2($1)}ge;
     $conf =~ s{%%(\w+)%%}{
         exists $macro{$1} ? $macro{$1}
                           : croak "TSTest: unknown macro %%$1%% in template"
@@ -447,12 +480,17 @@ sub _expand {
     # Additions keep the line numbers of the template: line N of the
     # template is line N of nginx.conf, so tests can assert "nginx.conf:N".
 
+    # the globals are what keeps nginx off its compiled-in paths (logs/,
+    # /var/log/nginx): an http{} block never goes without them
     if (!$has_http) {
         my $globals = $self->_http_globals(!$has_backends);
-        $conf =~ s{^(\s*http\s*\{)}{$1 $globals}m;
+        $conf =~ s{^((?:[^\n#]*;)?\s*http\s*\{)}{$1 $globals}m
+            or $conf !~ /^[^#]*\bhttp\s*\{/m
+            or croak 'TSTest: no "http {" at the start of a line or after'
+                . ' a directive: use %%HTTP_GLOBALS%%';
     }
 
-    if ($self->{module} && !$has_load && $conf !~ /^\s*load_module\b/m) {
+    if ($load && !$has_load && $conf !~ /^\s*load_module\b/m) {
         $conf = "load_module $self->{module_path}; " . $conf;
     }
 
@@ -462,6 +500,15 @@ sub _expand {
         unless $conf =~ /^\s*events\s*\{/m;
 
     return $conf;
+}
+
+# A cleartext HTTP/2 listening socket: "listen ... http2" is deprecated
+# (a warning) since nginx 1.25.1, which has the "http2" directive instead.
+sub _listen_h2 {
+    my ($self, $name) = @_;
+    my $listen = 'listen 127.0.0.1:' . $self->port($name);
+    return $self->nginx_at_least('1.25.1') ? "$listen; http2 on"
+                                           : "$listen http2";
 }
 
 sub _check_module {
