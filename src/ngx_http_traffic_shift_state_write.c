@@ -35,7 +35,6 @@ static void ngx_http_traffic_shift_state_finish(
     ngx_http_traffic_shift_state_save_t *save);
 static void ngx_http_traffic_shift_state_synced(ngx_http_request_t *r,
     ngx_http_traffic_shift_state_save_t *save);
-static void ngx_http_traffic_shift_state_guard(ngx_event_t *ev);
 static void ngx_http_traffic_shift_state_write(
     ngx_http_traffic_shift_state_save_t *save);
 static ngx_int_t ngx_http_traffic_shift_state_write_file(
@@ -61,6 +60,7 @@ static ngx_str_t  ngx_http_traffic_shift_state_pool =
 static void ngx_http_traffic_shift_state_thread(void *data, ngx_log_t *log);
 static void ngx_http_traffic_shift_state_event(ngx_event_t *ev);
 static void ngx_http_traffic_shift_state_wait(ngx_http_request_t *r);
+static void ngx_http_traffic_shift_state_guard(ngx_event_t *ev);
 #endif
 
 
@@ -153,11 +153,13 @@ ngx_http_traffic_shift_state_save(ngx_http_request_t *r,
 
     rc = ngx_http_traffic_shift_state_post(save);
 
+#if (NGX_THREADS)
     if (rc == NGX_AGAIN) {
         r->main->blocked++;
         r->aio = 1;
         r->write_event_handler = ngx_http_traffic_shift_state_wait;
     }
+#endif
 
     return rc;
 }
@@ -340,6 +342,8 @@ ngx_http_traffic_shift_state_synced(ngx_http_request_t *r,
 }
 
 
+#if (NGX_THREADS)
+
 /* the write is under way: the worker waits for it, even when exiting */
 
 static void
@@ -348,8 +352,6 @@ ngx_http_traffic_shift_state_guard(ngx_event_t *ev)
     ngx_add_timer(ev, 1000);
 }
 
-
-#if (NGX_THREADS)
 
 static void
 ngx_http_traffic_shift_state_thread(void *data, ngx_log_t *log)
