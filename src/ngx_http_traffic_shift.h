@@ -12,6 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_traffic_shift_compat.h"
+
 
 /* weights are kept in hundredths of a percent: 100.00% is 10000 */
 #define NGX_HTTP_TS_TOTAL         10000
@@ -177,7 +179,10 @@ typedef struct {
     ngx_str_t                            name;
     struct sockaddr                     *sockaddr;
     socklen_t                            socklen;
-    unsigned                             conf_down:1;
+
+    /* nginx's "down" of the configuration, whole: down, drain (1.29.6+) */
+    ngx_uint_t                           conf_down;
+
     unsigned                             backup:1;
 
     /* an address listed before in the block: it shares the record */

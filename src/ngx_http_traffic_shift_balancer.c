@@ -352,21 +352,16 @@ ngx_http_traffic_shift_peers_sync(ngx_http_traffic_shift_upstream_t *ups,
             continue;
         }
 
-        down = server->conf_down
-               || (!*fail_open
-                   && !ngx_http_traffic_shift_zone_server_live(server));
+        /*
+         * a draining server keeps its own flag, which lets bound clients
+         * in; probes and admin marks add the failed one
+         */
 
-#if defined(NGX_HTTP_UPSTREAM_FAILED)
-        /* 1.29.6+: a bit mask ("draining" with sticky): change ours only */
-        if (down) {
-            peer->down |= NGX_HTTP_UPSTREAM_FAILED;
+        down = !*fail_open
+               && (server->sh->admin_down
+                   || server->sh->state == NGX_HTTP_TS_DOWN);
 
-        } else {
-            peer->down &= ~NGX_HTTP_UPSTREAM_FAILED;
-        }
-#else
-        peer->down = down;
-#endif
+        ngx_http_traffic_shift_peer_set_down(peer, server->conf_down, down);
     }
 }
 

@@ -71,7 +71,8 @@ ngx_http_traffic_shift_health_init_process(ngx_cycle_t *cycle)
         }
 
         for (j = 0; j < upsp[i]->nservers; j++) {
-            n += !upsp[i]->servers[j].conf_down;
+            n += !ngx_http_traffic_shift_conf_failed(
+                                           upsp[i]->servers[j].conf_down);
         }
     }
 
@@ -99,9 +100,14 @@ ngx_http_traffic_shift_health_init_process(ngx_cycle_t *cycle)
 
         for (j = 0; j < upsp[i]->nservers; j++) {
 
-            /* a server down in the configuration stays down: not probed */
+            /*
+             * a server down in the configuration stays down: not probed; a
+             * draining one is, its bound clients still use it
+             */
 
-            if (upsp[i]->servers[j].conf_down) {
+            if (ngx_http_traffic_shift_conf_failed(
+                                           upsp[i]->servers[j].conf_down))
+            {
                 continue;
             }
 
