@@ -72,4 +72,62 @@ ngx_http_traffic_shift_peer_set_down(ngx_http_upstream_rr_peer_t *peer,
 }
 
 
+/*
+ * 1.27.3: "server NAME resolve" in an upstream with a zone.  The server
+ * keeps the name in "host" and a placeholder address; its peer on
+ * peers->resolve is a template, never used; the peers resolved from it are
+ * added to and removed from peers->peer (and the backup list) at run time,
+ * under the peers' write lock, each with "host" set, and every change
+ * increments *peers->config.
+ */
+
+#if (nginx_version >= 1027003 && NGX_HTTP_UPSTREAM_ZONE)
+
+#define NGX_HTTP_TS_RESOLVE  1
+
+#define ngx_http_traffic_shift_server_resolves(us)  ((us)->host.len != 0)
+
+
+static ngx_inline ngx_uint_t
+ngx_http_traffic_shift_peers_config(ngx_http_upstream_rr_peers_t *peers)
+{
+    return (peers->shpool && peers->config) ? *peers->config : 0;
+}
+
+
+/* the configured down flags of the server a resolved peer comes from */
+
+static ngx_inline ngx_int_t
+ngx_http_traffic_shift_peer_resolved(ngx_http_upstream_rr_peers_t *peers,
+    ngx_http_upstream_rr_peer_t *peer, ngx_uint_t *down)
+{
+    ngx_http_upstream_rr_peer_t  *template;
+
+    if (peer->host == NULL) {
+        return NGX_DECLINED;
+    }
+
+    *down = 0;
+
+    for (template = peers->resolve; template; template = template->next) {
+        if (template->host == peer->host) {
+            *down = template->down;
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+#else
+
+#define NGX_HTTP_TS_RESOLVE  0
+
+#define ngx_http_traffic_shift_server_resolves(us)  0
+#define ngx_http_traffic_shift_peers_config(peers)  0
+#define ngx_http_traffic_shift_peer_resolved(peers, peer, down)  NGX_DECLINED
+
+#endif
+
+
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_COMPAT_H_INCLUDED_ */

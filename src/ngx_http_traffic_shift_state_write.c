@@ -714,21 +714,28 @@ ngx_http_traffic_shift_state_json_split(json_t *upstreams,
 }
 
 
-/* "upstream/address" of every server set admin-down, each once */
+/*
+ * "upstream/address" of every server set admin-down, each once: the
+ * configured servers, then the addresses resolved at run time, from the
+ * zone's list of them (the worker's own list changes meanwhile)
+ */
 
 static ngx_int_t
 ngx_http_traffic_shift_state_json_down(json_t *down,
     ngx_http_traffic_shift_main_conf_t *mcf)
 {
-    u_char                              *p, key[NGX_SOCKADDR_STRLEN + 256];
+    u_char                              *p, *slash, key[NGX_HTTP_TS_KEY_LEN];
+    ngx_int_t                            rc;
     ngx_uint_t                           i, j;
+    ngx_queue_t                         *q;
     ngx_http_traffic_shift_server_t     *server;
-    ngx_http_traffic_shift_upstream_t  **upsp;
+    ngx_http_traffic_shift_upstream_t  **upsp, *ups;
+    ngx_http_traffic_shift_sh_server_t  *rec;
 
     upsp = mcf->upstreams.elts;
 
     for (i = 0; i < mcf->upstreams.nelts; i++) {
-        for (j = 0; j < upsp[i]->nservers; j++) {
+        for (j = 0; j < upsp[i]->nconf; j++) {
             server = &upsp[i]->servers[j];
 
             if (!server->sh->admin_down || server->duplicate) {
@@ -747,7 +754,45 @@ ngx_http_traffic_shift_state_json_down(json_t *down,
         }
     }
 
-    return NGX_OK;
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    for (q = ngx_queue_head(&mcf->sh->resolved);
+         q != ngx_queue_sentinel(&mcf->sh->resolved);
+         q = ngx_queue_next(q))
+    {
+        rec = ngx_queue_data(q, ngx_http_traffic_shift_sh_server_t, queue);
+
+        if (!rec->admin_down) {
+            continue;
+        }
+
+        slash = ngx_strlchr(rec->key.data, rec->key.data + rec->key.len, '/');
+
+        if (slash == NULL) {
+            continue;
+        }
+
+        ups = ngx_http_traffic_shift_find_upstream(mcf, rec->key.data,
+                                                   slash - rec->key.data);
+
+        if (ups == NULL || !ups->resolve) {
+            continue;
+        }
+
+        if (json_array_append_new(down,
+                                  json_stringn_nocheck((char *) rec->key.data,
+                                                       rec->key.len)))
+        {
+            rc = NGX_ERROR;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return rc;
 }
 
 
