@@ -59,7 +59,7 @@ ngx_int_t
 ngx_http_traffic_shift_zone_discover(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_upstream_t *ups, ngx_log_t *log)
 {
-    ngx_uint_t                           i, j, n, config, full, shared;
+    ngx_uint_t                           i, j, n, config, full, shared, marked;
     ngx_http_upstream_rr_peers_t        *peers;
     ngx_http_traffic_shift_found_t      *f;
     ngx_http_traffic_shift_server_t     *server;
@@ -122,6 +122,7 @@ ngx_http_traffic_shift_zone_discover(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
     j = 0;
+    marked = 0;
 
     for (i = 0; i < n; i++) {
         f = &found[i];
@@ -149,7 +150,18 @@ ngx_http_traffic_shift_zone_discover(ngx_http_traffic_shift_main_conf_t *mcf,
         server->duplicate = shared;
         server->sh = sh;
 
+        marked |= (sh->admin_down || sh->state == NGX_HTTP_TS_DOWN);
+
         j++;
+    }
+
+    /*
+     * nginx adds a peer that comes back as up: when its address is marked
+     * down, every worker syncs the peers before its next request
+     */
+
+    if (marked) {
+        ngx_http_traffic_shift_zone_changed(mcf);
     }
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
