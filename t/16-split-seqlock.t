@@ -31,7 +31,10 @@ http {
         listen 127.0.0.1:%%PORT_main%% reuseport;
         add_header X-Pool $traffic_shift_pool always;
         add_header X-Worker $pid always;
-        location / { proxy_pass http://app; }
+        # a new connection to the backends for each request: a connection
+        # kept alive (by default since nginx 1.29.7) may be the frozen
+        # worker's
+        location / { proxy_pass http://app; proxy_http_version 1.0; }
     }
     server {
         listen 127.0.0.1:%%PORT_api%% reuseport;
