@@ -12,6 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_traffic_shift_compat.h"
+
 
 /* weights are kept in hundredths of a percent: 100.00% is 10000 */
 #define NGX_HTTP_TS_TOTAL         10000
@@ -21,7 +23,7 @@
 #define NGX_HTTP_TS_ERR_LEN       64
 
 /* the layout of the shared zone; bump on any incompatible change */
-#define NGX_HTTP_TS_ZONE_MAGIC    0x74730002
+#define NGX_HTTP_TS_ZONE_MAGIC    0x74730003
 
 #define NGX_HTTP_TS_SRC_CONFIG    0
 #define NGX_HTTP_TS_SRC_API       1
@@ -30,6 +32,14 @@
 /* health state of a server, as probes see it */
 #define NGX_HTTP_TS_UP            0
 #define NGX_HTTP_TS_DOWN          1
+
+/*
+ * servers resolved at run time ("server NAME resolve"): at most this many
+ * addresses tracked per upstream{} block; the record of an address no
+ * worker has resolved for this long (seconds) is freed
+ */
+#define NGX_HTTP_TS_MAX_RESOLVED  32
+#define NGX_HTTP_TS_RESOLVED_KEEP 60
 
 /* response classes counted per pool: 1xx..5xx */
 #define NGX_HTTP_TS_CLASSES       5
@@ -128,6 +138,13 @@ typedef struct {
     /* mutex to write; read without a lock, the text as a copy */
     ngx_atomic_t                         probes[NGX_HTTP_TS_PROBE_RESULTS];
     u_char                               last_error[NGX_HTTP_TS_ERR_LEN];
+
+    /*
+     * mutex: an address resolved at run time: the list of those, and when
+     * a worker last found it resolved (0: a configured server)
+     */
+    ngx_queue_t                          queue;
+    time_t                               resolved;
 } ngx_http_traffic_shift_sh_server_t;
 
 
@@ -168,6 +185,9 @@ typedef struct {
     ngx_queue_t                          splits;
     ngx_rbtree_t                         servers;
     ngx_rbtree_node_t                    sentinel;
+
+    /* mutex: the records of addresses resolved at run time */
+    ngx_queue_t                          resolved;
 } ngx_http_traffic_shift_sh_t;
 
 
@@ -177,14 +197,28 @@ typedef struct {
     ngx_str_t                            name;
     struct sockaddr                     *sockaddr;
     socklen_t                            socklen;
-    unsigned                             conf_down:1;
+
+    /* nginx's "down" of the configuration, whole: down, drain (1.29.6+) */
+    ngx_uint_t                           conf_down;
+
     unsigned                             backup:1;
 
     /* an address listed before in the block: it shares the record */
     unsigned                             duplicate:1;
 
+    /* per worker: an address of a "server NAME resolve" */
+    unsigned                             resolved:1;
+
     ngx_http_traffic_shift_sh_server_t  *sh;
 } ngx_http_traffic_shift_server_t;
+
+
+/* per worker: the storage of a resolved server's address */
+
+typedef struct {
+    ngx_sockaddr_t                       sockaddr;
+    u_char                               name[NGX_SOCKADDR_STRLEN];
+} ngx_http_traffic_shift_addr_t;
 
 
 struct ngx_http_traffic_shift_upstream_s {
@@ -192,8 +226,23 @@ struct ngx_http_traffic_shift_upstream_s {
     ngx_http_upstream_init_peer_pt       original_init_peer;
     ngx_http_traffic_shift_health_conf_t *health;
 
+    /*
+     * the configured servers ("nconf"), then, per worker, the addresses
+     * resolved at run time, as the worker last read its peers
+     */
     ngx_uint_t                           nservers;
+    ngx_uint_t                           nconf;
     ngx_http_traffic_shift_server_t     *servers;
+
+    /* per worker: where the resolved addresses are kept, the peers' change
+     * count when they were read, and a count of the list's changes */
+    ngx_http_traffic_shift_addr_t       *addrs;
+    ngx_uint_t                           config;
+    ngx_uint_t                           changes;
+
+    /* some servers are resolved at run time; they were read once */
+    unsigned                             resolve:1;
+    unsigned                             resolved:1;
 
     /* per worker: any server live, as of the last sync */
     unsigned                             live:1;

@@ -136,13 +136,15 @@ ngx_http_traffic_shift_api_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 static ngx_int_t
 ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
 {
-    char                               *allow;
-    ngx_int_t                           rc;
-    ngx_uint_t                          writable;
-    ngx_http_traffic_shift_ctx_t       *ctx;
-    ngx_http_traffic_shift_api_err_t    err;
-    ngx_http_traffic_shift_api_req_t   *req;
-    ngx_http_traffic_shift_loc_conf_t  *lcf;
+    char                                *allow;
+    ngx_int_t                            rc;
+    ngx_uint_t                           i, writable;
+    ngx_http_traffic_shift_ctx_t        *ctx;
+    ngx_http_traffic_shift_api_err_t     err;
+    ngx_http_traffic_shift_api_req_t    *req;
+    ngx_http_traffic_shift_loc_conf_t   *lcf;
+    ngx_http_traffic_shift_upstream_t  **upsp;
+    ngx_http_traffic_shift_main_conf_t  *mcf;
 
     req = ngx_pcalloc(r->pool, sizeof(ngx_http_traffic_shift_api_req_t));
     if (req == NULL) {
@@ -150,6 +152,16 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
     }
 
     allow = NULL;
+
+    /* the servers resolved at run time, as the peers have them now */
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
+    upsp = mcf->upstreams.elts;
+
+    for (i = 0; i < mcf->upstreams.nelts; i++) {
+        (void) ngx_http_traffic_shift_zone_discover(mcf, upsp[i],
+                                                    r->connection->log);
+    }
 
     if (ngx_http_traffic_shift_api_path(r, &req->path, &err) != NGX_OK) {
         goto discard;

@@ -41,6 +41,9 @@ typedef struct {
     ngx_http_traffic_shift_split_t       *split;
     ngx_http_traffic_shift_upstream_t    *ups;
     ngx_uint_t                            id;
+
+    /* the server's record: a resolved server's index may change */
+    ngx_http_traffic_shift_sh_server_t   *sh;
 } ngx_http_traffic_shift_api_path_t;
 
 
@@ -92,6 +95,8 @@ ngx_int_t ngx_http_traffic_shift_api_health(ngx_http_request_t *r,
 ngx_int_t ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_path_t *path,
     ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_server_again(
+    ngx_http_traffic_shift_api_path_t *path);
 json_t *ngx_http_traffic_shift_api_parse(ngx_str_t *body,
     ngx_http_traffic_shift_api_err_t *err);
 ngx_int_t ngx_http_traffic_shift_api_parse_weights(

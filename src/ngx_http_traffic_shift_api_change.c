@@ -32,6 +32,9 @@ static void ngx_http_traffic_shift_api_saved(ngx_http_request_t *r,
 static ngx_int_t ngx_http_traffic_shift_api_answer(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_req_t *req,
     ngx_http_traffic_shift_state_save_t *save);
+static ngx_int_t ngx_http_traffic_shift_api_gone(
+    ngx_http_traffic_shift_api_err_t *err,
+    ngx_http_traffic_shift_api_path_t *path);
 static ngx_int_t ngx_http_traffic_shift_api_if_match(ngx_http_request_t *r,
     ngx_uint_t *generation);
 static void ngx_http_traffic_shift_api_log_change(ngx_http_request_t *r,
@@ -272,6 +275,13 @@ ngx_http_traffic_shift_api_patch_server(ngx_http_request_t *r,
                                             "version %ui", mcf->sh->version);
     }
 
+    (void) ngx_http_traffic_shift_zone_discover(mcf, req->path.ups,
+                                                r->connection->log);
+
+    if (ngx_http_traffic_shift_api_server_again(&req->path) != NGX_OK) {
+        return ngx_http_traffic_shift_api_gone(err, &req->path);
+    }
+
     server = &req->path.ups->servers[req->path.id];
 
     rc = ngx_http_traffic_shift_zone_admin_down(mcf, server,
@@ -347,9 +357,10 @@ ngx_http_traffic_shift_api_answer(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_req_t *req,
     ngx_http_traffic_shift_state_save_t *save)
 {
-    u_char      *p, text[NGX_HTTP_TS_STATE_ERR_LEN + 64];
-    json_t      *json;
-    ngx_uint_t   etag;
+    u_char                            *p, text[NGX_HTTP_TS_STATE_ERR_LEN + 64];
+    json_t                            *json;
+    ngx_uint_t                         etag;
+    ngx_http_traffic_shift_api_err_t   err;
 
     if (req->path.what == NGX_HTTP_TS_API_UPSTREAM) {
         json = ngx_http_traffic_shift_api_split_json(req->path.split,
@@ -357,6 +368,12 @@ ngx_http_traffic_shift_api_answer(ngx_http_request_t *r,
         etag = req->change.new.generation;
 
     } else {
+        if (ngx_http_traffic_shift_api_server_again(&req->path) != NGX_OK) {
+            (void) ngx_http_traffic_shift_api_gone(&err, &req->path);
+            return ngx_http_traffic_shift_api_error(r, &err, req->version,
+                                                    NULL);
+        }
+
         json = ngx_http_traffic_shift_api_server_json(req->path.ups,
                                                       req->path.id);
         etag = req->version;
@@ -393,6 +410,20 @@ failed:
     json_decref(json);
 
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/* a resolved server whose address went away since the path named it */
+
+static ngx_int_t
+ngx_http_traffic_shift_api_gone(ngx_http_traffic_shift_api_err_t *err,
+    ngx_http_traffic_shift_api_path_t *path)
+{
+    return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_NOT_FOUND,
+                                           "unknown_server",
+                                           "the server is no longer "
+                                           "resolved in upstream \"%V\"",
+                                           &path->ups->uscf->host);
 }
 
 

@@ -160,6 +160,7 @@ ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
         }
 
         path->what = NGX_HTTP_TS_API_SERVER;
+        path->sh = ups->servers[path->id].sh;
         return NGX_OK;
     }
 
@@ -325,6 +326,35 @@ ngx_http_traffic_shift_api_server(ngx_http_traffic_shift_upstream_t *ups,
     *index = n;
 
     return NGX_OK;
+}
+
+
+/*
+ * The server a path named, found again after an event: the list of
+ * resolved servers may have changed meanwhile.  NGX_DECLINED: its address
+ * is no longer resolved.
+ */
+
+ngx_int_t
+ngx_http_traffic_shift_api_server_again(ngx_http_traffic_shift_api_path_t *path)
+{
+    ngx_uint_t                          i;
+    ngx_http_traffic_shift_upstream_t  *ups;
+
+    ups = path->ups;
+
+    if (path->id < ups->nservers && ups->servers[path->id].sh == path->sh) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < ups->nservers; i++) {
+        if (ups->servers[i].sh == path->sh) {
+            path->id = i;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 /* {"weights":{"blue":90,"green":10}} or {"active":"green"}, "force" */

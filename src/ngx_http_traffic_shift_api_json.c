@@ -346,7 +346,8 @@ ngx_http_traffic_shift_api_server_text(u_char *p,
                     "\"fails\":%ui,\"last_probe\":",
                     ngx_http_traffic_shift_api_state(ups, server),
                     sh->admin_down ? "true" : "false",
-                    server->conf_down ? "true" : "false",
+                    ngx_http_traffic_shift_conf_failed(server->conf_down)
+                    ? "true" : "false",
                     server->backup ? "true" : "false",
                     sh->passes, sh->fails);
 
@@ -394,8 +395,14 @@ ngx_http_traffic_shift_api_state(ngx_http_traffic_shift_upstream_t *ups,
         return "admin_down";
     }
 
-    if (server->conf_down || sh->state == NGX_HTTP_TS_DOWN) {
+    if (ngx_http_traffic_shift_conf_failed(server->conf_down)
+        || sh->state == NGX_HTTP_TS_DOWN)
+    {
         return "down";
+    }
+
+    if (ngx_http_traffic_shift_conf_draining(server->conf_down)) {
+        return "draining";
     }
 
     if (ups->health && sh->last_probe == 0) {

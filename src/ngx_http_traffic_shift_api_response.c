@@ -79,9 +79,7 @@ ngx_http_traffic_shift_api_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_set(&h->key, "ETag");
     h->value.data = p;
     h->value.len = ngx_sprintf(p, "\"%ui\"", etag) - p;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
+    ngx_http_traffic_shift_header_init(h);
 
     r->headers_out.etag = h;
 
@@ -95,9 +93,7 @@ ngx_http_traffic_shift_api_send(ngx_http_request_t *r, ngx_uint_t status,
         ngx_str_set(&h->key, "Allow");
         h->value.data = (u_char *) allow;
         h->value.len = ngx_strlen(allow);
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
+        ngx_http_traffic_shift_header_init(h);
     }
 
     rc = ngx_http_send_header(r);

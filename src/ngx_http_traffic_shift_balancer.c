@@ -107,7 +107,7 @@ ngx_http_traffic_shift_upstream_t *
 ngx_http_traffic_shift_upstream_add(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *uscf)
 {
-    ngx_uint_t                           i, j, n, backup;
+    ngx_uint_t                           i, j, n, r, backup;
     ngx_http_upstream_server_t          *server;
     ngx_http_traffic_shift_server_t     *ts;
     ngx_http_traffic_shift_upstream_t   *ups, **upsp;
@@ -135,13 +135,34 @@ ngx_http_traffic_shift_upstream_add(ngx_conf_t *cf,
     n = 0;
 
     for (i = 0; i < uscf->servers->nelts; i++) {
+
+        /*
+         * "server NAME resolve": its address is a placeholder, never used;
+         * the addresses come and go at run time, after the configured ones
+         */
+
+        if (ngx_http_traffic_shift_server_resolves(&server[i])) {
+            ups->resolve = 1;
+            continue;
+        }
+
         n += server[i].naddrs;
     }
 
+    r = ups->resolve ? NGX_HTTP_TS_MAX_RESOLVED : 0;
+
     ups->servers = ngx_pcalloc(cf->pool,
-                               n * sizeof(ngx_http_traffic_shift_server_t));
-    if (n && ups->servers == NULL) {
+                            (n + r) * sizeof(ngx_http_traffic_shift_server_t));
+    if (n + r && ups->servers == NULL) {
         return NULL;
+    }
+
+    if (r) {
+        ups->addrs = ngx_pcalloc(cf->pool,
+                                 r * sizeof(ngx_http_traffic_shift_addr_t));
+        if (ups->addrs == NULL) {
+            return NULL;
+        }
     }
 
     /* in the order of round robin's peers: primary servers, then backup */
@@ -151,7 +172,9 @@ ngx_http_traffic_shift_upstream_add(ngx_conf_t *cf,
     for (backup = 0; backup < 2; backup++) {
         for (i = 0; i < uscf->servers->nelts; i++) {
 
-            if (server[i].backup != backup) {
+            if (server[i].backup != backup
+                || ngx_http_traffic_shift_server_resolves(&server[i]))
+            {
                 continue;
             }
 
@@ -167,6 +190,7 @@ ngx_http_traffic_shift_upstream_add(ngx_conf_t *cf,
     }
 
     ups->nservers = n;
+    ups->nconf = n;
 
     upsp = ngx_array_push(&mcf->upstreams);
     if (upsp == NULL) {
@@ -244,6 +268,7 @@ ngx_http_traffic_shift_refresh(ngx_http_traffic_shift_main_conf_t *mcf,
     upsp = mcf->upstreams.elts;
 
     for (i = 0; i < mcf->upstreams.nelts; i++) {
+        (void) ngx_http_traffic_shift_zone_discover(mcf, upsp[i], log);
         ngx_http_traffic_shift_upstream_sync(upsp[i], log);
     }
 
@@ -269,15 +294,18 @@ ngx_http_traffic_shift_upstream_sync(ngx_http_traffic_shift_upstream_t *ups,
     ngx_log_t *log)
 {
     ngx_uint_t                     n, live, fail_open;
-    ngx_http_upstream_rr_peers_t  *peers;
+    ngx_http_upstream_rr_peers_t  *peers, *list;
 
     live = ngx_http_traffic_shift_zone_live(ups);
 
-    /* every server down: fail open, let round robin use them all */
+    /*
+     * every server down: fail open, let round robin use them all; an
+     * upstream with no server (nothing resolved yet) has none to open
+     */
 
     fail_open = (live == 0);
 
-    if (fail_open && ups->live) {
+    if (fail_open && ups->live && ups->nservers) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "traffic_shift: no live server in upstream \"%V\", "
                       "failing open", &ups->uscf->host);
@@ -293,23 +321,13 @@ ngx_http_traffic_shift_upstream_sync(ngx_http_traffic_shift_upstream_t *ups,
 
     n = 0;
 
-#if (NGX_HTTP_UPSTREAM_ZONE)
-    if (peers->shpool) {
-        ngx_http_upstream_rr_peers_wlock(peers);
-    }
-#endif
+    /* shared peers (zone): each list under its own write lock */
 
-    ngx_http_traffic_shift_peers_sync(ups, peers, &n, &fail_open);
-
-    if (peers->next) {
-        ngx_http_traffic_shift_peers_sync(ups, peers->next, &n, &fail_open);
+    for (list = peers; list; list = list->next) {
+        ngx_http_upstream_rr_peers_wlock(list);
+        ngx_http_traffic_shift_peers_sync(ups, list, &n, &fail_open);
+        ngx_http_upstream_rr_peers_unlock(list);
     }
-
-#if (NGX_HTTP_UPSTREAM_ZONE)
-    if (peers->shpool) {
-        ngx_http_upstream_rr_peers_unlock(peers);
-    }
-#endif
 }
 
 
@@ -352,21 +370,16 @@ ngx_http_traffic_shift_peers_sync(ngx_http_traffic_shift_upstream_t *ups,
             continue;
         }
 
-        down = server->conf_down
-               || (!*fail_open
-                   && !ngx_http_traffic_shift_zone_server_live(server));
+        /*
+         * a draining server keeps its own flag, which lets bound clients
+         * in; probes and admin marks add the failed one
+         */
 
-#if defined(NGX_HTTP_UPSTREAM_FAILED)
-        /* 1.29.6+: a bit mask ("draining" with sticky): change ours only */
-        if (down) {
-            peer->down |= NGX_HTTP_UPSTREAM_FAILED;
+        down = !*fail_open
+               && (server->sh->admin_down
+                   || server->sh->state == NGX_HTTP_TS_DOWN);
 
-        } else {
-            peer->down &= ~NGX_HTTP_UPSTREAM_FAILED;
-        }
-#else
-        peer->down = down;
-#endif
+        ngx_http_traffic_shift_peer_set_down(peer, server->conf_down, down);
     }
 }
 

@@ -14,7 +14,27 @@
  * zone's mutex, when the last one (by any worker) started an interval ago.
  * The lease expires one interval plus jitter plus timeout after the probe
  * started, so that another worker takes over when its owner dies.
+ *
+ * Servers resolved at run time get their probes from a timer that reads
+ * the upstreams' peers again once a second: a probe for each address
+ * resolved, dropped when it goes away.  Each such probe keeps a copy of
+ * the server it checks.
  */
+
+
+/* a probe of a resolved address, on the heap */
+
+typedef struct {
+    ngx_http_traffic_shift_probe_t         probe;
+    ngx_http_traffic_shift_server_t        server;
+    ngx_http_traffic_shift_addr_t          addr;
+
+    /* the address with the port= of health_check */
+    ngx_http_traffic_shift_addr_t          to;
+
+    ngx_queue_t                            queue;
+    ngx_uint_t                             mark;
+} ngx_http_traffic_shift_resolved_probe_t;
 
 
 /* a worker's health checker, in the cycle's pool */
@@ -22,12 +42,28 @@
 typedef struct {
     ngx_uint_t                             nprobes;
     ngx_http_traffic_shift_probe_t        *probes;
+
+    /* servers resolved at run time: the timer, their probes, and the
+     * count of changes of each upstream's list the probes follow */
+    ngx_http_traffic_shift_main_conf_t    *mcf;
+    ngx_event_t                            resolve;
+    ngx_queue_t                            resolved;
+    ngx_uint_t                            *changes;
 } ngx_http_traffic_shift_health_t;
 
 
 static void ngx_http_traffic_shift_health_reset(
     ngx_http_traffic_shift_main_conf_t *mcf);
 static ngx_int_t ngx_http_traffic_shift_health_probe_init(ngx_cycle_t *cycle,
+    ngx_http_traffic_shift_probe_t *probe, ngx_http_traffic_shift_addr_t *to);
+static void ngx_http_traffic_shift_health_resolve(ngx_event_t *ev);
+static ngx_int_t ngx_http_traffic_shift_health_follow(
+    ngx_http_traffic_shift_health_t *hs,
+    ngx_http_traffic_shift_upstream_t *ups);
+static void ngx_http_traffic_shift_health_drop(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_resolved_probe_t *rp);
+static void ngx_http_traffic_shift_health_start(
     ngx_http_traffic_shift_probe_t *probe);
 static u_char *ngx_http_traffic_shift_health_log_error(ngx_log_t *log,
     u_char *buf, size_t len);
@@ -40,8 +76,7 @@ static ngx_int_t ngx_http_traffic_shift_health_lease(
 ngx_int_t
 ngx_http_traffic_shift_health_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                            i, j, n;
-    ngx_msec_t                            delay;
+    ngx_uint_t                            i, j, n, resolve;
     ngx_http_traffic_shift_probe_t       *probe;
     ngx_http_traffic_shift_health_t      *hs;
     ngx_http_traffic_shift_upstream_t   **upsp;
@@ -64,18 +99,22 @@ ngx_http_traffic_shift_health_init_process(ngx_cycle_t *cycle)
 
     upsp = mcf->upstreams.elts;
     n = 0;
+    resolve = 0;
 
     for (i = 0; i < mcf->upstreams.nelts; i++) {
+        resolve |= upsp[i]->resolve;
+
         if (upsp[i]->health == NULL) {
             continue;
         }
 
-        for (j = 0; j < upsp[i]->nservers; j++) {
-            n += !upsp[i]->servers[j].conf_down;
+        for (j = 0; j < upsp[i]->nconf; j++) {
+            n += !ngx_http_traffic_shift_conf_failed(
+                                           upsp[i]->servers[j].conf_down);
         }
     }
 
-    if (n == 0) {
+    if (n == 0 && !resolve) {
         return NGX_OK;
     }
 
@@ -84,10 +123,15 @@ ngx_http_traffic_shift_health_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    hs->probes = ngx_pcalloc(cycle->pool,
-                             n * sizeof(ngx_http_traffic_shift_probe_t));
-    if (hs->probes == NULL) {
-        return NGX_ERROR;
+    hs->mcf = mcf;
+    ngx_queue_init(&hs->resolved);
+
+    if (n) {
+        hs->probes = ngx_pcalloc(cycle->pool,
+                                 n * sizeof(ngx_http_traffic_shift_probe_t));
+        if (hs->probes == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     probe = hs->probes;
@@ -97,11 +141,16 @@ ngx_http_traffic_shift_health_init_process(ngx_cycle_t *cycle)
             continue;
         }
 
-        for (j = 0; j < upsp[i]->nservers; j++) {
+        for (j = 0; j < upsp[i]->nconf; j++) {
 
-            /* a server down in the configuration stays down: not probed */
+            /*
+             * a server down in the configuration stays down: not probed; a
+             * draining one is, its bound clients still use it
+             */
 
-            if (upsp[i]->servers[j].conf_down) {
+            if (ngx_http_traffic_shift_conf_failed(
+                                           upsp[i]->servers[j].conf_down))
+            {
                 continue;
             }
 
@@ -110,7 +159,7 @@ ngx_http_traffic_shift_health_init_process(ngx_cycle_t *cycle)
             probe->server = &upsp[i]->servers[j];
             probe->conf = upsp[i]->health;
 
-            if (ngx_http_traffic_shift_health_probe_init(cycle, probe)
+            if (ngx_http_traffic_shift_health_probe_init(cycle, probe, NULL)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -123,21 +172,217 @@ ngx_http_traffic_shift_health_init_process(ngx_cycle_t *cycle)
     hs->nprobes = n;
     mcf->health = hs;
 
-    /* the first probes are spread over an interval */
-
     for (i = 0; i < hs->nprobes; i++) {
-        probe = &hs->probes[i];
+        ngx_http_traffic_shift_health_start(&hs->probes[i]);
+    }
 
-        delay = 1 + ngx_random() % probe->conf->interval;
-
-        if (probe->conf->jitter) {
-            delay += ngx_random() % (probe->conf->jitter + 1);
+    if (resolve) {
+        hs->changes = ngx_pcalloc(cycle->pool,
+                                  mcf->upstreams.nelts * sizeof(ngx_uint_t));
+        if (hs->changes == NULL) {
+            return NGX_ERROR;
         }
 
-        ngx_add_timer(&probe->timer, delay);
+        hs->resolve.handler = ngx_http_traffic_shift_health_resolve;
+        hs->resolve.data = hs;
+        hs->resolve.log = cycle->log;
+        hs->resolve.cancelable = 1;
+
+        ngx_add_timer(&hs->resolve, 1);
     }
 
     return NGX_OK;
+}
+
+
+/* the first probes are spread over an interval */
+
+static void
+ngx_http_traffic_shift_health_start(ngx_http_traffic_shift_probe_t *probe)
+{
+    ngx_msec_t  delay;
+
+    delay = 1 + ngx_random() % probe->conf->interval;
+
+    if (probe->conf->jitter) {
+        delay += ngx_random() % (probe->conf->jitter + 1);
+    }
+
+    ngx_add_timer(&probe->timer, delay);
+}
+
+
+/*
+ * Once a second: the servers resolved at run time, read again from the
+ * peers when they changed; their probes follow; the zone keeps the
+ * records of the addresses this worker tracks.
+ */
+
+static void
+ngx_http_traffic_shift_health_resolve(ngx_event_t *ev)
+{
+    ngx_uint_t                            i;
+    ngx_http_traffic_shift_health_t      *hs;
+    ngx_http_traffic_shift_upstream_t   **upsp;
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+
+    hs = ev->data;
+    mcf = hs->mcf;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit
+        || ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_traffic_shift_module)
+           != mcf)
+    {
+        return;
+    }
+
+    upsp = mcf->upstreams.elts;
+
+    for (i = 0; i < mcf->upstreams.nelts; i++) {
+        if (!upsp[i]->resolve) {
+            continue;
+        }
+
+        (void) ngx_http_traffic_shift_zone_discover(mcf, upsp[i], ev->log);
+
+        if (upsp[i]->health && hs->changes[i] != upsp[i]->changes
+            && ngx_http_traffic_shift_health_follow(hs, upsp[i]) == NGX_OK)
+        {
+            hs->changes[i] = upsp[i]->changes;
+        }
+    }
+
+    ngx_http_traffic_shift_zone_resolved_keep(mcf);
+
+    ngx_add_timer(ev, 1000);
+}
+
+
+/* the probes of an upstream's resolved servers follow its list */
+
+static ngx_int_t
+ngx_http_traffic_shift_health_follow(ngx_http_traffic_shift_health_t *hs,
+    ngx_http_traffic_shift_upstream_t *ups)
+{
+    ngx_int_t                                 rc;
+    ngx_uint_t                                j;
+    ngx_queue_t                              *q, *next;
+    ngx_http_traffic_shift_server_t          *server;
+    ngx_http_traffic_shift_resolved_probe_t  *rp;
+
+    for (q = ngx_queue_head(&hs->resolved);
+         q != ngx_queue_sentinel(&hs->resolved);
+         q = ngx_queue_next(q))
+    {
+        rp = ngx_queue_data(q, ngx_http_traffic_shift_resolved_probe_t,
+                            queue);
+        rp->mark = 0;
+    }
+
+    rc = NGX_OK;
+
+    for (j = ups->nconf; j < ups->nservers; j++) {
+        server = &ups->servers[j];
+
+        /* an address also configured has its probe already */
+
+        if (server->duplicate
+            || ngx_http_traffic_shift_conf_failed(server->conf_down))
+        {
+            continue;
+        }
+
+        for (q = ngx_queue_head(&hs->resolved);
+             q != ngx_queue_sentinel(&hs->resolved);
+             q = ngx_queue_next(q))
+        {
+            rp = ngx_queue_data(q, ngx_http_traffic_shift_resolved_probe_t,
+                                queue);
+
+            if (rp->probe.ups == ups
+                && rp->server.name.len == server->name.len
+                && ngx_memcmp(rp->server.name.data, server->name.data,
+                              server->name.len)
+                   == 0)
+            {
+                rp->server.sh = server->sh;
+                rp->mark = 1;
+                break;
+            }
+        }
+
+        if (q != ngx_queue_sentinel(&hs->resolved)) {
+            continue;
+        }
+
+        rp = ngx_calloc(sizeof(ngx_http_traffic_shift_resolved_probe_t),
+                        hs->resolve.log);
+        if (rp == NULL) {
+            rc = NGX_ERROR;
+            continue;
+        }
+
+        rp->addr = ups->addrs[j - ups->nconf];
+        rp->server = *server;
+        rp->server.name.data = rp->addr.name;
+        rp->server.sockaddr = &rp->addr.sockaddr.sockaddr;
+
+        rp->probe.mcf = hs->mcf;
+        rp->probe.ups = ups;
+        rp->probe.server = &rp->server;
+        rp->probe.conf = ups->health;
+
+        if (ngx_http_traffic_shift_health_probe_init((ngx_cycle_t *) ngx_cycle,
+                                                     &rp->probe, &rp->to)
+            != NGX_OK)
+        {
+            ngx_free(rp);
+            rc = NGX_ERROR;
+            continue;
+        }
+
+        rp->mark = 1;
+        ngx_queue_insert_tail(&hs->resolved, &rp->queue);
+
+        ngx_http_traffic_shift_health_start(&rp->probe);
+    }
+
+    for (q = ngx_queue_head(&hs->resolved);
+         q != ngx_queue_sentinel(&hs->resolved);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        rp = ngx_queue_data(q, ngx_http_traffic_shift_resolved_probe_t,
+                            queue);
+
+        if (rp->probe.ups == ups && !rp->mark) {
+            ngx_http_traffic_shift_health_drop(hs->mcf, rp);
+        }
+    }
+
+    return rc;
+}
+
+
+/* an address gone, or the worker exiting: no socket, no lease is left */
+
+static void
+ngx_http_traffic_shift_health_drop(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_resolved_probe_t *rp)
+{
+    if (rp->probe.timer.timer_set) {
+        ngx_del_timer(&rp->probe.timer);
+    }
+
+    if (rp->probe.busy) {
+        ngx_http_traffic_shift_probe_close(&rp->probe);
+    }
+
+    ngx_http_traffic_shift_zone_release(mcf, rp->server.sh);
+
+    ngx_queue_remove(&rp->queue);
+    ngx_free(rp);
 }
 
 
@@ -185,9 +430,11 @@ ngx_http_traffic_shift_health_reset(ngx_http_traffic_shift_main_conf_t *mcf)
 }
 
 
+/* "to": where the port= address is kept, or NULL: in the cycle's pool */
+
 static ngx_int_t
 ngx_http_traffic_shift_health_probe_init(ngx_cycle_t *cycle,
-    ngx_http_traffic_shift_probe_t *probe)
+    ngx_http_traffic_shift_probe_t *probe, ngx_http_traffic_shift_addr_t *to)
 {
     u_char                           *p;
     ngx_http_traffic_shift_server_t  *server;
@@ -200,7 +447,8 @@ ngx_http_traffic_shift_health_probe_init(ngx_cycle_t *cycle,
         probe->name = server->name;
 
     } else {
-        probe->sockaddr = ngx_palloc(cycle->pool, server->socklen);
+        probe->sockaddr = to ? &to->sockaddr.sockaddr
+                             : ngx_palloc(cycle->pool, server->socklen);
         if (probe->sockaddr == NULL) {
             return NGX_ERROR;
         }
@@ -209,7 +457,7 @@ ngx_http_traffic_shift_health_probe_init(ngx_cycle_t *cycle,
         probe->socklen = server->socklen;
         ngx_inet_set_port(probe->sockaddr, probe->conf->port);
 
-        p = ngx_pnalloc(cycle->pool, NGX_SOCKADDR_STRLEN);
+        p = to ? to->name : ngx_pnalloc(cycle->pool, NGX_SOCKADDR_STRLEN);
         if (p == NULL) {
             return NGX_ERROR;
         }
@@ -258,11 +506,13 @@ ngx_http_traffic_shift_health_log_error(ngx_log_t *log, u_char *buf,
 void
 ngx_http_traffic_shift_health_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                           i;
-    ngx_http_traffic_shift_probe_t      *probe;
-    ngx_http_traffic_shift_health_t     *hs;
-    ngx_http_traffic_shift_sh_server_t  *sh;
-    ngx_http_traffic_shift_main_conf_t  *mcf;
+    ngx_uint_t                                i;
+    ngx_queue_t                              *q;
+    ngx_http_traffic_shift_probe_t           *probe;
+    ngx_http_traffic_shift_health_t          *hs;
+    ngx_http_traffic_shift_sh_server_t       *sh;
+    ngx_http_traffic_shift_main_conf_t       *mcf;
+    ngx_http_traffic_shift_resolved_probe_t  *rp;
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle,
                                               ngx_http_traffic_shift_module);
@@ -272,6 +522,17 @@ ngx_http_traffic_shift_health_exit_process(ngx_cycle_t *cycle)
     }
 
     hs = mcf->health;
+
+    if (hs->resolve.timer_set) {
+        ngx_del_timer(&hs->resolve);
+    }
+
+    while (!ngx_queue_empty(&hs->resolved)) {
+        q = ngx_queue_head(&hs->resolved);
+        rp = ngx_queue_data(q, ngx_http_traffic_shift_resolved_probe_t,
+                            queue);
+        ngx_http_traffic_shift_health_drop(mcf, rp);
+    }
 
     /* no socket is left open, and the leases go to the other workers */
 

@@ -514,7 +514,7 @@ ngx_http_traffic_shift_state_restore_down(
     ngx_http_traffic_shift_main_conf_t *mcf, json_t *list, ngx_log_t *log)
 {
     u_char                             *slash;
-    size_t                              len;
+    size_t                              len, alen;
     json_t                             *value;
     ngx_uint_t                          j, k, n;
     const char                         *key;
@@ -548,9 +548,25 @@ ngx_http_traffic_shift_state_restore_down(
         }
 
         slash++;
-        j = ngx_http_traffic_shift_find_server(ups, slash,
-                                               (u_char *) key + len - slash);
+        alen = (u_char *) key + len - slash;
+
+        j = ngx_http_traffic_shift_find_server(ups, slash, alen);
+
         if (j == (ngx_uint_t) NGX_ERROR) {
+
+            /* an address a "server NAME resolve" may resolve to again */
+
+            if (ngx_http_traffic_shift_zone_resolved_mark(mcf, ups, slash,
+                                                          alen, log)
+                == NGX_OK)
+            {
+                ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                              "traffic_shift: resolved address \"%*s\" of "
+                              "upstream \"%V\" stays admin-down, restored "
+                              "from \"%V\"", alen, slash, &ups->uscf->host,
+                              &mcf->state_file);
+            }
+
             continue;
         }
 

@@ -35,7 +35,6 @@ static void ngx_http_traffic_shift_state_finish(
     ngx_http_traffic_shift_state_save_t *save);
 static void ngx_http_traffic_shift_state_synced(ngx_http_request_t *r,
     ngx_http_traffic_shift_state_save_t *save);
-static void ngx_http_traffic_shift_state_guard(ngx_event_t *ev);
 static void ngx_http_traffic_shift_state_write(
     ngx_http_traffic_shift_state_save_t *save);
 static ngx_int_t ngx_http_traffic_shift_state_write_file(
@@ -61,6 +60,7 @@ static ngx_str_t  ngx_http_traffic_shift_state_pool =
 static void ngx_http_traffic_shift_state_thread(void *data, ngx_log_t *log);
 static void ngx_http_traffic_shift_state_event(ngx_event_t *ev);
 static void ngx_http_traffic_shift_state_wait(ngx_http_request_t *r);
+static void ngx_http_traffic_shift_state_guard(ngx_event_t *ev);
 #endif
 
 
@@ -153,11 +153,13 @@ ngx_http_traffic_shift_state_save(ngx_http_request_t *r,
 
     rc = ngx_http_traffic_shift_state_post(save);
 
+#if (NGX_THREADS)
     if (rc == NGX_AGAIN) {
         r->main->blocked++;
         r->aio = 1;
         r->write_event_handler = ngx_http_traffic_shift_state_wait;
     }
+#endif
 
     return rc;
 }
@@ -340,6 +342,8 @@ ngx_http_traffic_shift_state_synced(ngx_http_request_t *r,
 }
 
 
+#if (NGX_THREADS)
+
 /* the write is under way: the worker waits for it, even when exiting */
 
 static void
@@ -348,8 +352,6 @@ ngx_http_traffic_shift_state_guard(ngx_event_t *ev)
     ngx_add_timer(ev, 1000);
 }
 
-
-#if (NGX_THREADS)
 
 static void
 ngx_http_traffic_shift_state_thread(void *data, ngx_log_t *log)
@@ -712,21 +714,28 @@ ngx_http_traffic_shift_state_json_split(json_t *upstreams,
 }
 
 
-/* "upstream/address" of every server set admin-down, each once */
+/*
+ * "upstream/address" of every server set admin-down, each once: the
+ * configured servers, then the addresses resolved at run time, from the
+ * zone's list of them (the worker's own list changes meanwhile)
+ */
 
 static ngx_int_t
 ngx_http_traffic_shift_state_json_down(json_t *down,
     ngx_http_traffic_shift_main_conf_t *mcf)
 {
-    u_char                              *p, key[NGX_SOCKADDR_STRLEN + 256];
+    u_char                              *p, *slash, key[NGX_HTTP_TS_KEY_LEN];
+    ngx_int_t                            rc;
     ngx_uint_t                           i, j;
+    ngx_queue_t                         *q;
     ngx_http_traffic_shift_server_t     *server;
-    ngx_http_traffic_shift_upstream_t  **upsp;
+    ngx_http_traffic_shift_upstream_t  **upsp, *ups;
+    ngx_http_traffic_shift_sh_server_t  *rec;
 
     upsp = mcf->upstreams.elts;
 
     for (i = 0; i < mcf->upstreams.nelts; i++) {
-        for (j = 0; j < upsp[i]->nservers; j++) {
+        for (j = 0; j < upsp[i]->nconf; j++) {
             server = &upsp[i]->servers[j];
 
             if (!server->sh->admin_down || server->duplicate) {
@@ -745,7 +754,45 @@ ngx_http_traffic_shift_state_json_down(json_t *down,
         }
     }
 
-    return NGX_OK;
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    for (q = ngx_queue_head(&mcf->sh->resolved);
+         q != ngx_queue_sentinel(&mcf->sh->resolved);
+         q = ngx_queue_next(q))
+    {
+        rec = ngx_queue_data(q, ngx_http_traffic_shift_sh_server_t, queue);
+
+        if (!rec->admin_down) {
+            continue;
+        }
+
+        slash = ngx_strlchr(rec->key.data, rec->key.data + rec->key.len, '/');
+
+        if (slash == NULL) {
+            continue;
+        }
+
+        ups = ngx_http_traffic_shift_find_upstream(mcf, rec->key.data,
+                                                   slash - rec->key.data);
+
+        if (ups == NULL || !ups->resolve) {
+            continue;
+        }
+
+        if (json_array_append_new(down,
+                                  json_stringn_nocheck((char *) rec->key.data,
+                                                       rec->key.len)))
+        {
+            rc = NGX_ERROR;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return rc;
 }
 
 

@@ -79,6 +79,7 @@ ngx_http_traffic_shift_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     sh->magic = NGX_HTTP_TS_ZONE_MAGIC;
     sh->version = 1;
     ngx_queue_init(&sh->splits);
+    ngx_queue_init(&sh->resolved);
     ngx_rbtree_init(&sh->servers, &sh->sentinel, ngx_str_rbtree_insert_value);
 
     shpool->data = sh;
@@ -430,6 +431,13 @@ ngx_http_traffic_shift_zone_server(ngx_http_traffic_shift_main_conf_t *mcf,
     rec = (ngx_http_traffic_shift_sh_server_t *)
               ngx_str_rbtree_lookup(&mcf->sh->servers, &key, hash);
 
+    if (rec && ngx_http_traffic_shift_sh_resolved(rec)) {
+        /* an address resolved so far, configured now */
+        ngx_queue_remove(&rec->queue);
+        rec->queue.next = NULL;
+        rec->resolved = 0;
+    }
+
     if (rec && rec->seen == mcf->sh->epoch) {
         /* the same address listed again in the upstream{} block */
         ngx_free(key.data);
@@ -734,6 +742,10 @@ ngx_http_traffic_shift_zone_collect(ngx_http_traffic_shift_main_conf_t *mcf)
         srv = (ngx_http_traffic_shift_sh_server_t *) node;
 
         if (srv->seen < epoch) {
+            if (ngx_http_traffic_shift_sh_resolved(srv)) {
+                ngx_queue_remove(&srv->queue);
+            }
+
             ngx_rbtree_delete(&sh->servers, node);
             ngx_slab_free_locked(mcf->shpool, srv->key.data);
             ngx_slab_free_locked(mcf->shpool, srv);
@@ -771,6 +783,15 @@ ngx_http_traffic_shift_zone_estimate(ngx_http_traffic_shift_main_conf_t *mcf)
                     + ngx_http_traffic_shift_zone_chunk(
                                   upsp[i]->uscf->host.len + 1
                                   + upsp[i]->servers[j].name.len);
+        }
+
+        if (upsp[i]->resolve) {
+            size += NGX_HTTP_TS_MAX_RESOLVED
+                    * (ngx_http_traffic_shift_zone_chunk(
+                                  sizeof(ngx_http_traffic_shift_sh_server_t))
+                       + ngx_http_traffic_shift_zone_chunk(
+                                  upsp[i]->uscf->host.len + 1
+                                  + NGX_SOCKADDR_STRLEN));
         }
     }
 

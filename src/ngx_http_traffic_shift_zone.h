@@ -13,6 +13,12 @@
 
 #define NGX_HTTP_TS_DEFAULT_ZONE  "traffic_shift"
 
+/* the longest "upstream/address" key of a resolved address */
+#define NGX_HTTP_TS_KEY_LEN       (NGX_SOCKADDR_STRLEN + 256)
+
+/* a record of an address resolved at run time, on the zone's list */
+#define ngx_http_traffic_shift_sh_resolved(rec)  ((rec)->queue.next != NULL)
+
 
 /* the outcome of a weight change */
 
@@ -75,6 +81,18 @@ void ngx_http_traffic_shift_zone_release(
     ngx_http_traffic_shift_sh_server_t *sh);
 void ngx_http_traffic_shift_zone_set_floor(
     ngx_http_traffic_shift_main_conf_t *mcf, ngx_uint_t floor);
+
+/* ngx_http_traffic_shift_zone_resolve.c: addresses resolved at run time */
+
+ngx_int_t ngx_http_traffic_shift_zone_discover(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_upstream_t *ups, ngx_log_t *log);
+void ngx_http_traffic_shift_zone_resolved_keep(
+    ngx_http_traffic_shift_main_conf_t *mcf);
+ngx_int_t ngx_http_traffic_shift_zone_resolved_mark(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_upstream_t *ups, u_char *name, size_t len,
+    ngx_log_t *log);
 
 /* not down by configuration, probes or an admin mark */
 ngx_uint_t ngx_http_traffic_shift_zone_server_live(

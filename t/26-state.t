@@ -356,7 +356,9 @@ ok($saved->{upstreams}{app}{generation} <= $last->{generation},
 
 $mark = $t->log_mark;
 $t->start;
-unlike($t->error_log(since => $mark), qr/\[warn\]/,
+# nginx 1.25.1+ warns of "listen ... http2" itself: not ours
+unlike($t->error_log(since => $mark),
+    qr/\[warn\](?!.*"listen \.\.\. http2" directive is deprecated)/,
     'start after the kills: no warning');
 $after = get('/upstreams/app');
 is($after->{source}, 'state', 'start after the kills: restored');
@@ -377,8 +379,9 @@ SKIP: {
         'each worker has one thread besides itself for the state file');
     $t->stop;
 
-    (my $tp = config(canary => 1, state => $file))
-        =~ s/^http \{/thread_pool traffic_shift threads=3; http {/m;
+    # on a line of its own: the harness adds its globals to "http {"
+    my $tp = "thread_pool traffic_shift threads=3;\n"
+        . config(canary => 1, state => $file);
     $t->write_config($tp);
     $t->start;
     @threads = map { scalar(() = glob("/proc/$_/task/*")) } $t->worker_pids;
