@@ -295,6 +295,12 @@ typedef struct {
 
     /* mutex: the last rollout id given */
     ngx_uint_t                           ro_next_id;
+
+    /*
+     * set under the mutex by every change of a rollout; the driver clears
+     * it with compare-and-swap and saves the state file
+     */
+    ngx_atomic_t                         ro_changed;
 } ngx_http_traffic_shift_sh_t;
 
 

@@ -5,7 +5,6 @@
 
 
 #include "ngx_http_traffic_shift_api.h"
-#include "ngx_http_traffic_shift_rollout.h"
 
 
 /*
@@ -745,8 +744,8 @@ ngx_http_traffic_shift_api_rollout_json(ngx_http_request_t *r,
     ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_api_err_t *err)
 {
-    json_t                               *root, *obj, *list;
-    ngx_uint_t                            i, state;
+    json_t                               *root, *obj;
+    ngx_uint_t                            state;
     ngx_http_traffic_shift_pool_t        *pool;
     ngx_http_traffic_shift_weights_t      w;
     ngx_http_traffic_shift_ro_step_t      e;
@@ -802,34 +801,13 @@ ngx_http_traffic_shift_api_rollout_json(ngx_http_request_t *r,
         goto failed;
     }
 
-    list = json_array();
-
-    if (json_object_set_new(root, "baseline", list)) {
+    if (json_object_set_new(root, "baseline",
+                     ngx_http_traffic_shift_json_pools(split, ro->baseline))
+        || json_object_set_new(root, "steps",
+                     ngx_http_traffic_shift_json_weights(NULL, ro->steps,
+                                                         ro->nsteps)))
+    {
         goto failed;
-    }
-
-    for (i = 0; i < ro->npools; i++) {
-        if ((ro->baseline & ((ngx_uint_t) 1 << i))
-            && json_array_append_new(list,
-                     ngx_http_traffic_shift_json_str(pool[i].name.data,
-                                                     pool[i].name.len)))
-        {
-            goto failed;
-        }
-    }
-
-    list = json_array();
-
-    if (json_object_set_new(root, "steps", list)) {
-        goto failed;
-    }
-
-    for (i = 0; i < ro->nsteps; i++) {
-        if (json_array_append_new(list,
-                         ngx_http_traffic_shift_json_weight(ro->steps[i])))
-        {
-            goto failed;
-        }
     }
 
     if (json_object_set_new(root, "step", json_integer(ro->step + 1))
@@ -894,22 +872,14 @@ ngx_http_traffic_shift_api_rollout_json(ngx_http_request_t *r,
         }
     }
 
-    obj = json_object();
-
-    if (json_object_set_new(root, "before", obj)) {
+    if (json_object_set_new(root, "before",
+                     ngx_http_traffic_shift_json_weights(split, ro->before,
+                                                         ro->npools)))
+    {
         goto failed;
     }
 
-    for (i = 0; i < ro->npools; i++) {
-        if (ngx_http_traffic_shift_json_set(obj, &pool[i].name,
-                          ngx_http_traffic_shift_json_weight(ro->before[i]))
-            != NGX_OK)
-        {
-            goto failed;
-        }
-    }
-
-    ngx_http_traffic_shift_rollout_window(split->sh, ro, &e);
+    ngx_http_traffic_shift_zone_rollout_window(split->sh, ro, &e);
 
     obj = json_object();
 

@@ -399,3 +399,76 @@ ngx_http_traffic_shift_parse_msec(u_char *p, size_t len)
 
     return ngx_parse_time(&s, 0);
 }
+
+
+/* the names of the pools of "mask", in the order of the configuration */
+
+json_t *
+ngx_http_traffic_shift_json_pools(ngx_http_traffic_shift_split_t *split,
+    ngx_uint_t mask)
+{
+    json_t                         *list;
+    ngx_uint_t                      i;
+    ngx_http_traffic_shift_pool_t  *pool;
+
+    pool = split->pools.elts;
+
+    list = json_array();
+    if (list == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < split->pools.nelts; i++) {
+        if ((mask & ((ngx_uint_t) 1 << i))
+            && json_array_append_new(list,
+                     ngx_http_traffic_shift_json_str(pool[i].name.data,
+                                                     pool[i].name.len)))
+        {
+            json_decref(list);
+            return NULL;
+        }
+    }
+
+    return list;
+}
+
+
+/*
+ * Weights: "n" of them as an array when "split" is NULL, else one per
+ * pool by name
+ */
+
+json_t *
+ngx_http_traffic_shift_json_weights(ngx_http_traffic_shift_split_t *split,
+    ngx_uint_t *weights, ngx_uint_t n)
+{
+    json_t                         *json;
+    ngx_int_t                       rc;
+    ngx_uint_t                      i;
+    ngx_http_traffic_shift_pool_t  *pool;
+
+    json = split ? json_object() : json_array();
+    if (json == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (split) {
+            pool = split->pools.elts;
+            rc = ngx_http_traffic_shift_json_set(json, &pool[i].name,
+                              ngx_http_traffic_shift_json_weight(weights[i]));
+
+        } else {
+            rc = json_array_append_new(json,
+                              ngx_http_traffic_shift_json_weight(weights[i]))
+                 ? NGX_ERROR : NGX_OK;
+        }
+
+        if (rc != NGX_OK) {
+            json_decref(json);
+            return NULL;
+        }
+    }
+
+    return json;
+}

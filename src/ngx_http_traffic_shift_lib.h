@@ -39,6 +39,10 @@ ngx_int_t ngx_http_traffic_shift_find_server(
 json_t *ngx_http_traffic_shift_json_str(u_char *p, size_t len);
 json_t *ngx_http_traffic_shift_json_time(time_t t);
 json_t *ngx_http_traffic_shift_json_weight(ngx_uint_t weight);
+json_t *ngx_http_traffic_shift_json_pools(
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t mask);
+json_t *ngx_http_traffic_shift_json_weights(
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights, ngx_uint_t n);
 ngx_int_t ngx_http_traffic_shift_json_to_weight(json_t *value);
 ngx_int_t ngx_http_traffic_shift_json_set(json_t *obj, ngx_str_t *key,
     json_t *value);

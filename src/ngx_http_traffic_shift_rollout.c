@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_traffic_shift_rollout.h"
+#include "ngx_http_traffic_shift_state.h"
 #include "ngx_http_traffic_shift_zone.h"
 #include "ngx_http_traffic_shift_lib.h"
 
@@ -15,7 +16,9 @@
  * expired or its own) evaluates the rollouts that progress: the end of a
  * step, its analysis, the next step or the rollback.  A driver that dies
  * loses the lease within NGX_HTTP_TS_RO_LEASE; the fast abort does not
- * wait for it: the log phase acts on a breach itself.
+ * wait for it: the log phase acts on a breach itself.  Every change of a
+ * rollout sets a flag in the zone; the driver clears it and saves the
+ * state file, so that what it and the fast abort change is saved too.
  */
 
 
@@ -149,7 +152,7 @@ ngx_http_traffic_shift_rollout_timer(ngx_event_t *ev)
         }
     }
 
-    if (!busy) {
+    if (!busy && !mcf->sh->ro_changed) {
         return;
     }
 
@@ -174,6 +177,12 @@ ngx_http_traffic_shift_rollout_timer(ngx_event_t *ev)
         {
             ngx_http_traffic_shift_rollout_tick(d, splitp[i]);
         }
+    }
+
+    if (mcf->sh->ro_changed
+        && ngx_atomic_cmp_set(&mcf->sh->ro_changed, 1, 0))
+    {
+        ngx_http_traffic_shift_state_save_change(mcf, ev->log);
     }
 }
 
@@ -219,7 +228,7 @@ ngx_http_traffic_shift_rollout_tick(ngx_http_traffic_shift_rollout_driver_t *d,
         return;
     }
 
-    ngx_http_traffic_shift_rollout_window(split->sh, ro, &e);
+    ngx_http_traffic_shift_zone_rollout_window(split->sh, ro, &e);
 
     e.step = ro->step + 1;
     e.weight = ro->steps[ro->step];
@@ -294,43 +303,6 @@ ngx_http_traffic_shift_rollout_tick(ngx_http_traffic_shift_rollout_driver_t *d,
     default:
         /* the rollout changed meanwhile */
         break;
-    }
-}
-
-
-/*
- * The counters of the current window of a rollout: the canary pool and
- * the baseline, read without a lock, less those at the window's start.
- */
-
-void
-ngx_http_traffic_shift_rollout_window(ngx_http_traffic_shift_sh_split_t *rec,
-    ngx_http_traffic_shift_sh_rollout_t *ro,
-    ngx_http_traffic_shift_ro_step_t *e)
-{
-    ngx_uint_t                       k, b, n;
-    ngx_http_traffic_shift_counts_t  now;
-
-    ngx_memzero(e, sizeof(ngx_http_traffic_shift_ro_step_t));
-
-    for (k = 0; k < 2; k++) {
-        ngx_http_traffic_shift_zone_rollout_counts(rec,
-                                   k ? ro->baseline
-                                     : (ngx_uint_t) 1 << ro->pool,
-                                   &now);
-        n = 0;
-
-        for (b = 0; b < NGX_HTTP_TS_BUCKETS; b++) {
-            now.buckets[b] = (now.buckets[b] >= ro->base[k].buckets[b])
-                             ? now.buckets[b] - ro->base[k].buckets[b] : 0;
-            n += now.buckets[b];
-        }
-
-        e->responses[k] = n;
-        e->errors[k] = (now.errors >= ro->base[k].errors)
-                       ? ngx_min(now.errors - ro->base[k].errors, n) : 0;
-        e->p99[k] = ngx_http_traffic_shift_quantile(now.buckets, 9900);
-        e->p50[k] = ngx_http_traffic_shift_quantile(now.buckets, 5000);
     }
 }
 

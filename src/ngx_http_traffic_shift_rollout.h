@@ -13,10 +13,6 @@
 
 ngx_int_t ngx_http_traffic_shift_rollout_init_process(ngx_cycle_t *cycle);
 void ngx_http_traffic_shift_rollout_exit_process(ngx_cycle_t *cycle);
-void ngx_http_traffic_shift_rollout_window(
-    ngx_http_traffic_shift_sh_split_t *rec,
-    ngx_http_traffic_shift_sh_rollout_t *ro,
-    ngx_http_traffic_shift_ro_step_t *e);
 
 
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_ROLLOUT_H_INCLUDED_ */

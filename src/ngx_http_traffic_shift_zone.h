@@ -89,6 +89,14 @@ ngx_int_t ngx_http_traffic_shift_zone_rollout_start(
 void ngx_http_traffic_shift_zone_rollout_counts(
     ngx_http_traffic_shift_sh_split_t *rec, ngx_uint_t mask,
     ngx_http_traffic_shift_counts_t *counts);
+void ngx_http_traffic_shift_zone_rollout_window(
+    ngx_http_traffic_shift_sh_split_t *rec,
+    ngx_http_traffic_shift_sh_rollout_t *ro,
+    ngx_http_traffic_shift_ro_step_t *e);
+void ngx_http_traffic_shift_zone_rollout_restore(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_rollout_t *saved);
 ngx_int_t ngx_http_traffic_shift_zone_rollout_next(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, ngx_uint_t id, ngx_uint_t step,

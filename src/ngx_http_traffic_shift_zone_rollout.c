@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_traffic_shift_zone.h"
+#include "ngx_http_traffic_shift_lib.h"
 
 
 /*
@@ -33,7 +34,7 @@ static void ngx_http_traffic_shift_zone_rollout_enter(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_sh_split_t *rec,
     ngx_http_traffic_shift_change_t *change);
-static void ngx_http_traffic_shift_zone_rollout_window(
+static void ngx_http_traffic_shift_zone_rollout_open(
     ngx_http_traffic_shift_sh_split_t *rec);
 static void ngx_http_traffic_shift_zone_rollout_finish(
     ngx_http_traffic_shift_sh_rollout_t *ro, ngx_uint_t state,
@@ -274,7 +275,7 @@ ngx_http_traffic_shift_zone_rollout_enter(
     ro->holding = 0;
     ro->reason[0] = '\0';
 
-    ngx_http_traffic_shift_zone_rollout_window(rec);
+    ngx_http_traffic_shift_zone_rollout_open(rec);
 
     ngx_http_traffic_shift_zone_rollout_weights(ro, ro->steps[ro->step],
                                                 weights);
@@ -283,13 +284,15 @@ ngx_http_traffic_shift_zone_rollout_enter(
     ngx_memory_barrier();
 
     ro->active = ro->pool + 1;
+
+    mcf->sh->ro_changed = 1;
 }
 
 
 /* the counters when a step's window opens */
 
 static void
-ngx_http_traffic_shift_zone_rollout_window(
+ngx_http_traffic_shift_zone_rollout_open(
     ngx_http_traffic_shift_sh_split_t *rec)
 {
     ngx_http_traffic_shift_sh_rollout_t  *ro;
@@ -334,6 +337,95 @@ ngx_http_traffic_shift_zone_rollout_counts(
 
 
 /*
+ * The counters of the current window of a rollout: the canary pool and
+ * the baseline, read without a lock, less those at the window's start.
+ */
+
+void
+ngx_http_traffic_shift_zone_rollout_window(
+    ngx_http_traffic_shift_sh_split_t *rec,
+    ngx_http_traffic_shift_sh_rollout_t *ro,
+    ngx_http_traffic_shift_ro_step_t *e)
+{
+    ngx_uint_t                       k, b, n;
+    ngx_http_traffic_shift_counts_t  now;
+
+    ngx_memzero(e, sizeof(ngx_http_traffic_shift_ro_step_t));
+
+    for (k = 0; k < 2; k++) {
+        ngx_http_traffic_shift_zone_rollout_counts(rec,
+                                   k ? ro->baseline
+                                     : (ngx_uint_t) 1 << ro->pool,
+                                   &now);
+        n = 0;
+
+        for (b = 0; b < NGX_HTTP_TS_BUCKETS; b++) {
+            now.buckets[b] = (now.buckets[b] >= ro->base[k].buckets[b])
+                             ? now.buckets[b] - ro->base[k].buckets[b] : 0;
+            n += now.buckets[b];
+        }
+
+        e->responses[k] = n;
+        e->errors[k] = (now.errors >= ro->base[k].errors)
+                       ? ngx_min(now.errors - ro->base[k].errors, n) : 0;
+        e->p99[k] = ngx_http_traffic_shift_quantile(now.buckets, 9900);
+        e->p50[k] = ngx_http_traffic_shift_quantile(now.buckets, 5000);
+    }
+}
+
+
+/*
+ * At start, in the master, with a fresh zone: a rollout read from the
+ * state file.  One that progressed resumes its current step with a fresh
+ * window, its interval counted from now; the weights are those restored
+ * with it.
+ */
+
+void
+ngx_http_traffic_shift_zone_rollout_restore(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_rollout_t *saved)
+{
+    ngx_http_traffic_shift_sh_split_t    *rec;
+    ngx_http_traffic_shift_sh_rollout_t  *ro;
+
+    rec = split->sh;
+    ro = &rec->rollout;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    ngx_memcpy(ro, saved, sizeof(ngx_http_traffic_shift_sh_rollout_t));
+
+    ro->active = 0;
+    ro->fa_pos = 0;
+    ro->fa_errors = 0;
+    ngx_memzero((void *) ro->fa_bits, sizeof(ro->fa_bits));
+    ngx_memzero(ro->results, sizeof(ro->results));
+    ro->holding = 0;
+    ro->npools = rec->npools;
+
+    if (ro->id > mcf->sh->ro_next_id) {
+        mcf->sh->ro_next_id = ro->id;
+    }
+
+    if (ro->state == NGX_HTTP_TS_RO_PROGRESSING) {
+        ro->step_started = ngx_time();
+        ro->step_msec = ngx_current_msec;
+        ro->reason[0] = '\0';
+
+        ngx_http_traffic_shift_zone_rollout_open(rec);
+
+        ngx_memory_barrier();
+
+        ro->active = ro->pool + 1;
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/*
  * The driver's verdict "pass" on step "step" of rollout "id": the next
  * step's weights (NGX_OK, with the change), or the end, succeeded
  * (NGX_DONE).  NGX_DECLINED: the rollout moved meanwhile.
@@ -371,6 +463,8 @@ ngx_http_traffic_shift_zone_rollout_next(
         ngx_http_traffic_shift_zone_rollout_finish(ro,
                                                    NGX_HTTP_TS_RO_SUCCEEDED,
                                                    entry, NULL, 0);
+        ngx_http_traffic_shift_zone_changed(mcf);
+        mcf->sh->ro_changed = 1;
         rc = NGX_DONE;
         goto done;
     }
@@ -466,6 +560,7 @@ ngx_http_traffic_shift_zone_rollout_end(
         ro->reason[len] = '\0';
 
         ngx_http_traffic_shift_zone_changed(mcf);
+        mcf->sh->ro_changed = 1;
 
         goto done;
     }
@@ -473,6 +568,8 @@ ngx_http_traffic_shift_zone_rollout_end(
     ngx_http_traffic_shift_zone_rollout_finish(ro, state, entry, reason, len);
 
     ngx_http_traffic_shift_zone_rollout_apply(mcf, rec, ro->before, change);
+
+    mcf->sh->ro_changed = 1;
 
 done:
 
@@ -532,6 +629,8 @@ ngx_http_traffic_shift_zone_rollout_resume(
                                                    sizeof("promoted") - 1);
 
         ngx_http_traffic_shift_zone_rollout_apply(mcf, rec, weights, change);
+
+        mcf->sh->ro_changed = 1;
 
         goto done;
     }
