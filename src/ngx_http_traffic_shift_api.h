@@ -71,6 +71,9 @@ typedef struct {
 
     /* the status of the answer: 200, or 201 for a new rollout */
     ngx_uint_t                            status;
+
+    /* a ramp started: the answer has the rollout too */
+    unsigned                              ramp:1;
 } ngx_http_traffic_shift_api_req_t;
 
 
@@ -89,6 +92,9 @@ ngx_int_t ngx_http_traffic_shift_api_delete(ngx_http_request_t *r,
 /* ngx_http_traffic_shift_api_rollout.c */
 
 ngx_int_t ngx_http_traffic_shift_api_rollout_change(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_req_t *req, json_t *root, ngx_uint_t if_match,
+    ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_rollout_ramp(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_req_t *req, json_t *root, ngx_uint_t if_match,
     ngx_http_traffic_shift_api_err_t *err);
 ngx_int_t ngx_http_traffic_shift_api_rollout_act(ngx_http_request_t *r,

@@ -187,6 +187,22 @@ ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
 
     split = req->path.split;
 
+    if (json_object_get(root, "ramp")) {
+        if (ngx_http_traffic_shift_api_split_if_match(r, split, &if_match, err)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_traffic_shift_api_rollout_ramp(r, req, root, if_match,
+                                                     err);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_traffic_shift_api_changed(r, req);
+    }
+
     if (ngx_http_traffic_shift_api_parse_weights(split, root, weights, &force,
                                                  err)
         != NGX_OK)
@@ -443,6 +459,14 @@ ngx_http_traffic_shift_api_answer(ngx_http_request_t *r,
         json = ngx_http_traffic_shift_api_split_json(req->path.split,
                                                      &req->change.new);
         etag = req->change.new.generation;
+
+        if (json && req->ramp
+            && json_object_set_new(json, "rollout",
+                     ngx_http_traffic_shift_api_rollout_json(r,
+                                                     req->path.split, &err)))
+        {
+            goto failed;
+        }
 
     } else if (req->path.what == NGX_HTTP_TS_API_ROLLOUT) {
         json = ngx_http_traffic_shift_api_rollout_json(r, req->path.split,

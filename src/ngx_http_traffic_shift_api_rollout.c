@@ -18,8 +18,19 @@
 #define NGX_HTTP_TS_RO_MAX_DURATION  (24 * 60 * 60 * 1000)
 #define NGX_HTTP_TS_RO_MAX_REQUESTS  1000000000
 
+/* a ramp: at most this many steps, at most one a second */
+#define NGX_HTTP_TS_RO_RAMP_STEPS    20
+
+/* a ramp's fast abort unless the body gives one: 20% of 50 responses */
+#define NGX_HTTP_TS_RO_RAMP_RATIO    2000
+#define NGX_HTTP_TS_RO_RAMP_WINDOW   50
+
 
 static ngx_int_t ngx_http_traffic_shift_api_rollout_parse(
+    ngx_http_traffic_shift_split_t *split, json_t *root,
+    ngx_http_traffic_shift_sh_rollout_t *ro,
+    ngx_http_traffic_shift_api_err_t *err);
+static ngx_int_t ngx_http_traffic_shift_api_rollout_ramp_parse(
     ngx_http_traffic_shift_split_t *split, json_t *root,
     ngx_http_traffic_shift_sh_rollout_t *ro,
     ngx_http_traffic_shift_api_err_t *err);
@@ -162,6 +173,181 @@ ngx_http_traffic_shift_api_rollout_change(ngx_http_request_t *r,
 
     return ngx_http_traffic_shift_api_rollout_act(r, req, action, if_match,
                                                   err);
+}
+
+
+/*
+ * PATCH /upstreams/NAME {"active": "green", "ramp": "60s"}: a rollout of
+ * the pool against the pools that have weight now, in linear steps over
+ * the ramp (at most 20, at most one a second), with a fast abort only.
+ */
+
+ngx_int_t
+ngx_http_traffic_shift_api_rollout_ramp(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_req_t *req, json_t *root, ngx_uint_t if_match,
+    ngx_http_traffic_shift_api_err_t *err)
+{
+    ngx_int_t                             rc;
+    ngx_uint_t                            i, n, from;
+    ngx_msec_t                            ramp;
+    ngx_http_traffic_shift_pool_t        *pool;
+    ngx_http_traffic_shift_split_t       *split;
+    ngx_http_traffic_shift_weights_t      w;
+    ngx_http_traffic_shift_sh_rollout_t  *ro;
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
+    split = req->path.split;
+    pool = split->pools.elts;
+
+    ro = ngx_pcalloc(r->pool, sizeof(ngx_http_traffic_shift_sh_rollout_t));
+    if (ro == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_traffic_shift_api_rollout_ramp_parse(split, root, ro, err)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_traffic_shift_zone_read(split, &w) != NGX_OK) {
+        return ngx_http_traffic_shift_api_rollout_result(split, NGX_ABORT,
+                                                       &req->change, err);
+    }
+
+    for (i = 0; i < split->pools.nelts; i++) {
+        if (i != ro->pool && w.weights[i]) {
+            ro->baseline |= (ngx_uint_t) 1 << i;
+        }
+    }
+
+    if (ro->baseline == 0) {
+        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_CONFLICT,
+                                               "nothing_to_ramp",
+                                               "pool \"%V\" has all the "
+                                               "traffic already",
+                                               &pool[ro->pool].name);
+    }
+
+    /* linear steps from the pool's weight now to 100 */
+
+    ramp = ro->interval;
+    from = w.weights[ro->pool];
+    n = ngx_min(ngx_max(ramp / 1000, 1), NGX_HTTP_TS_RO_RAMP_STEPS);
+    n = ngx_min(n, NGX_HTTP_TS_TOTAL - from);
+
+    ro->nsteps = n;
+    ro->interval = ramp / n;
+
+    for (i = 0; i < n; i++) {
+        ro->steps[i] = from + (NGX_HTTP_TS_TOTAL - from) * (i + 1) / n;
+    }
+
+    rc = ngx_http_traffic_shift_zone_rollout_start(mcf, split, ro, if_match,
+                                                   &req->change);
+
+    if (rc != NGX_OK) {
+        return ngx_http_traffic_shift_api_rollout_result(split, rc,
+                                                       &req->change, err);
+    }
+
+    req->status = NGX_HTTP_OK;
+    req->ramp = 1;
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "traffic_shift \"%V\": ramp of pool \"%V\" over %Mms "
+                  "started by client %V, %ui steps of %Mms, generation %ui",
+                  &split->name, &pool[ro->pool].name, ramp,
+                  &r->connection->addr_text, n, ro->interval,
+                  req->change.new.generation);
+
+    return NGX_OK;
+}
+
+
+/* {"active": POOL, "ramp": DURATION, "fast_abort": {...}} */
+
+static ngx_int_t
+ngx_http_traffic_shift_api_rollout_ramp_parse(
+    ngx_http_traffic_shift_split_t *split, json_t *root,
+    ngx_http_traffic_shift_sh_rollout_t *ro,
+    ngx_http_traffic_shift_api_err_t *err)
+{
+    json_t      *value;
+    ngx_uint_t   have_pool;
+    const char  *key;
+
+    ro->ramp = 1;
+    ro->min_requests = 0;
+    ro->max_error_ratio = NGX_CONF_UNSET_UINT;
+    ro->max_error_ratio_vs = NGX_CONF_UNSET_UINT;
+    ro->max_p99 = NGX_CONF_UNSET_MSEC;
+    ro->max_p99_vs = NGX_CONF_UNSET_UINT;
+    ro->max_hold = NGX_CONF_UNSET_MSEC;
+    ro->fa_ratio = NGX_HTTP_TS_RO_RAMP_RATIO;
+    ro->fa_window = NGX_HTTP_TS_RO_RAMP_WINDOW;
+
+    have_pool = 0;
+
+    json_object_foreach(root, key, value) {
+
+        if (ngx_strcmp(key, "active") == 0) {
+            if (ngx_http_traffic_shift_api_rollout_pool(split, value,
+                                                         "active", &ro->pool,
+                                                         err)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            have_pool = 1;
+
+        } else if (ngx_strcmp(key, "ramp") == 0) {
+            if (ngx_http_traffic_shift_api_rollout_msec(value, "ramp",
+                                               NGX_HTTP_TS_RO_MIN_INTERVAL,
+                                               &ro->interval, err)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+        } else if (ngx_strcmp(key, "fast_abort") == 0) {
+            ro->fa_window = 0;
+
+            if (ngx_http_traffic_shift_api_rollout_fast_abort(value, ro, err)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+        } else if (ngx_strcmp(key, "weights") == 0) {
+            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
+                                               "conflicting_fields",
+                                               "\"ramp\" goes with "
+                                               "\"active\", not with "
+                                               "\"weights\"");
+
+        } else {
+            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
+                                               "unknown_field",
+                                               "unknown field \"%*s\" with "
+                                               "\"ramp\", expected "
+                                               "\"active\" and "
+                                               "\"fast_abort\"",
+                                               ngx_min(ngx_strlen(key), 64),
+                                               key);
+        }
+    }
+
+    if (!have_pool) {
+        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
+                                               "missing_field",
+                                               "\"ramp\" needs \"active\": "
+                                               "the pool to ramp up");
+    }
+
+    return NGX_OK;
 }
 
 
