@@ -7,6 +7,7 @@ package TSRollout;
 use strict;
 use warnings;
 
+use POSIX ();
 use Time::HiRes qw(time sleep);
 
 # GET /upstreams/NAME/rollout: the document (undef if none)
@@ -43,6 +44,29 @@ sub drive {
     Test::More::diag('TSRollout: last document: '
         . ($doc ? JSON::PP->new->canonical->encode($doc) : 'none'));
     return undef;
+}
+
+# Sends requests to PATH (port "main") from a child process until
+# stop_traffic(PID): for a rollout that another process waits for (the
+# CLI's --wait).  Returns the child's pid.
+sub traffic {
+    my ($t, %o) = @_;
+    my $path = $o{path} // '/';
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        $SIG{TERM} = sub { POSIX::_exit(0) };
+        for (;;) {
+            eval { $t->get($path, quiet => 1) };
+            sleep($o{pause} // 0.005);
+        }
+    }
+    return $pid;
+}
+
+sub stop_traffic {
+    my ($pid) = @_;
+    kill 'TERM', $pid;
+    waitpid($pid, 0);
 }
 
 1;
