@@ -99,6 +99,41 @@ ngx_http_traffic_shift_zone_admin_down(
 }
 
 
+void
+ngx_http_traffic_shift_zone_rollout_restore(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_rollout_t *saved)
+{
+    ngx_uint_t  i;
+
+    if (split != &ngx_fuzz_split
+        || saved->state == NGX_HTTP_TS_RO_NONE
+        || saved->state >= NGX_HTTP_TS_RO_STATES
+        || saved->pool >= split->pools.nelts
+        || saved->baseline == 0
+        || (saved->baseline & ((ngx_uint_t) 1 << saved->pool))
+        || saved->baseline >> split->pools.nelts
+        || saved->nsteps == 0 || saved->nsteps > NGX_HTTP_TS_RO_MAX_STEPS
+        || saved->step >= saved->nsteps
+        || saved->nhistory > NGX_HTTP_TS_RO_MAX_STEPS
+        || saved->fa_window > NGX_HTTP_TS_RO_MAX_WINDOW
+        || saved->npools != split->pools.nelts
+        || saved->reason[NGX_HTTP_TS_RO_REASON_LEN - 1] != '\0')
+    {
+        abort();
+    }
+
+    for (i = 0; i < saved->nsteps; i++) {
+        if (saved->steps[i] > NGX_HTTP_TS_TOTAL
+            || (i && saved->steps[i] <= saved->steps[i - 1]))
+        {
+            abort();
+        }
+    }
+}
+
+
 /* one file per process, written anew for each input */
 
 static char  ngx_fuzz_file[64];

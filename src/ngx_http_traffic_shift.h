@@ -50,6 +50,30 @@
 #define NGX_HTTP_TS_PROBE_TIMEOUT 2
 #define NGX_HTTP_TS_PROBE_RESULTS 3
 
+/*
+ * upstream response times per pool: fixed log-spaced buckets, their upper
+ * bounds in milliseconds (ngx_http_traffic_shift_buckets[], lib.c), the
+ * last one unbounded
+ */
+#define NGX_HTTP_TS_BUCKETS       28
+
+/* rollouts */
+#define NGX_HTTP_TS_RO_NONE         0
+#define NGX_HTTP_TS_RO_PROGRESSING  1
+#define NGX_HTTP_TS_RO_PAUSED       2
+#define NGX_HTTP_TS_RO_SUCCEEDED    3
+#define NGX_HTTP_TS_RO_ROLLED_BACK  4
+#define NGX_HTTP_TS_RO_ABORTED      5
+#define NGX_HTTP_TS_RO_STATES       6
+
+#define NGX_HTTP_TS_RO_PASS         0
+#define NGX_HTTP_TS_RO_FAIL         1
+#define NGX_HTTP_TS_RO_INCONCLUSIVE 2
+
+#define NGX_HTTP_TS_RO_MAX_STEPS    64
+#define NGX_HTTP_TS_RO_MAX_WINDOW   1024
+#define NGX_HTTP_TS_RO_REASON_LEN   192
+
 
 typedef struct ngx_http_traffic_shift_health_conf_s
     ngx_http_traffic_shift_health_conf_t;
@@ -79,7 +103,100 @@ typedef struct {
     /* atomic increments on the request path */
     ngx_atomic_t                         requests;
     ngx_atomic_t                         responses[NGX_HTTP_TS_CLASSES];
+
+    /*
+     * atomic increments on the request path, once per upstream attempt:
+     * errors (status >= 500, connect errors, timeouts, invalid headers),
+     * response times (milliseconds) by bucket, and their sum
+     */
+    ngx_atomic_t                         errors;
+    ngx_atomic_t                         time_sum;
+    ngx_atomic_t                         buckets[NGX_HTTP_TS_BUCKETS];
 } ngx_http_traffic_shift_sh_pool_t;
+
+
+/* counters of pools added up, for a rollout's window */
+
+typedef struct {
+    ngx_uint_t                           errors;
+    ngx_uint_t                           buckets[NGX_HTTP_TS_BUCKETS];
+} ngx_http_traffic_shift_counts_t;
+
+
+/* a finished step of a rollout */
+
+typedef struct {
+    ngx_uint_t                           step;
+    ngx_uint_t                           weight;
+    ngx_uint_t                           verdict;
+    time_t                               time;
+
+    /* the canary pool, then the baseline; p50, p99 in microseconds */
+    ngx_uint_t                           responses[2];
+    ngx_uint_t                           errors[2];
+    ngx_uint_t                           p50[2];
+    ngx_uint_t                           p99[2];
+} ngx_http_traffic_shift_ro_step_t;
+
+
+/*
+ * A rollout, in the record of its traffic_shift upstream.  Everything is
+ * written under the slab mutex; "active" (the canary pool's index + 1
+ * while progressing) and the fast-abort window are also read and written
+ * by the log phase without a lock: the window is a ring of bits changed
+ * with compare-and-swap, "fa_errors" the count of its set bits.
+ */
+
+typedef struct {
+    ngx_atomic_t                         active;
+    ngx_atomic_t                         fa_pos;
+    ngx_atomic_t                         fa_errors;
+    ngx_atomic_t                         fa_bits[NGX_HTTP_TS_RO_MAX_WINDOW
+                                                 / (8 * sizeof(ngx_atomic_t))];
+
+    ngx_uint_t                           state;
+    ngx_uint_t                           id;
+    ngx_uint_t                           ramp;
+    ngx_uint_t                           pool;
+    ngx_uint_t                           baseline;      /* bit per pool */
+
+    ngx_uint_t                           nsteps;
+    ngx_uint_t                           steps[NGX_HTTP_TS_RO_MAX_STEPS];
+    ngx_msec_t                           interval;
+    ngx_uint_t                           min_requests;
+
+    /* limits: ratios in 1/10000, multipliers in 1/100, 0 is none */
+    ngx_uint_t                           max_error_ratio;
+    ngx_uint_t                           max_error_ratio_vs;
+    ngx_msec_t                           max_p99;
+    ngx_uint_t                           max_p99_vs;
+    ngx_uint_t                           fa_ratio;
+    ngx_uint_t                           fa_window;
+    ngx_msec_t                           max_hold;
+
+    /* progress: step index, its start (wall clock and ngx_current_msec) */
+    ngx_uint_t                           step;
+    time_t                               started;
+    time_t                               step_started;
+    ngx_msec_t                           step_msec;
+    time_t                               ended;
+    unsigned                             holding:1;
+
+    /* the weights before the rollout, restored by a rollback */
+    ngx_uint_t                           npools;
+    ngx_uint_t                           before[NGX_HTTP_TS_MAX_POOLS];
+
+    /* the counters when the step's window opened: canary, baseline */
+    ngx_http_traffic_shift_counts_t      base[2];
+
+    ngx_uint_t                           nhistory;
+    ngx_http_traffic_shift_ro_step_t     history[NGX_HTTP_TS_RO_MAX_STEPS];
+
+    u_char                               reason[NGX_HTTP_TS_RO_REASON_LEN];
+
+    /* rollouts ended, by state (succeeded, rolled back, aborted) */
+    ngx_uint_t                           results[NGX_HTTP_TS_RO_STATES];
+} ngx_http_traffic_shift_sh_rollout_t;
 
 
 /*
@@ -110,6 +227,9 @@ typedef struct {
     ngx_uint_t                           npools;
     ngx_http_traffic_shift_weights_t     copy[2];
     ngx_http_traffic_shift_sh_pool_t     pools[NGX_HTTP_TS_MAX_POOLS];
+
+    /* mutex; see the type */
+    ngx_http_traffic_shift_sh_rollout_t  rollout;
 } ngx_http_traffic_shift_sh_split_t;
 
 
@@ -188,6 +308,18 @@ typedef struct {
 
     /* mutex: the records of addresses resolved at run time */
     ngx_queue_t                          resolved;
+    /* mutex: the worker that drives the rollouts, until when */
+    ngx_pid_t                            ro_lease_pid;
+    ngx_msec_t                           ro_lease_expire;
+
+    /* mutex: the last rollout id given */
+    ngx_uint_t                           ro_next_id;
+
+    /*
+     * set under the mutex by every change of a rollout; the driver clears
+     * it with compare-and-swap and saves the state file
+     */
+    ngx_atomic_t                         ro_changed;
 } ngx_http_traffic_shift_sh_t;
 
 
@@ -317,6 +449,8 @@ typedef struct {
     ngx_uint_t                           version;
 
     void                                *health;     /* health checker */
+
+    void                                *rollout;    /* rollout driver */
 } ngx_http_traffic_shift_main_conf_t;
 
 
@@ -342,6 +476,13 @@ typedef struct {
 
     /* a request to the admin API instead: split is NULL */
     void                                *api;
+
+    /*
+     * the request and the first of its upstream_states that belongs to
+     * the pool: its attempts are counted when the request ends
+     */
+    ngx_http_request_t                  *request;
+    ngx_uint_t                           first_state;
 } ngx_http_traffic_shift_ctx_t;
 
 

@@ -138,7 +138,7 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
 {
     char                                *allow;
     ngx_int_t                            rc;
-    ngx_uint_t                           i, writable;
+    ngx_uint_t                           i, writable, rollout, allowed;
     ngx_http_traffic_shift_ctx_t        *ctx;
     ngx_http_traffic_shift_api_err_t     err;
     ngx_http_traffic_shift_api_req_t    *req;
@@ -179,11 +179,21 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_traffic_shift_module);
 
-    writable = (req->path.what == NGX_HTTP_TS_API_UPSTREAM
-                || req->path.what == NGX_HTTP_TS_API_SERVER);
+    rollout = (req->path.what == NGX_HTTP_TS_API_ROLLOUT);
 
-    if (r->method != NGX_HTTP_PATCH || !writable) {
-        allow = (writable && lcf->write) ? "GET, HEAD, PATCH" : "GET, HEAD";
+    writable = (req->path.what == NGX_HTTP_TS_API_UPSTREAM
+                || req->path.what == NGX_HTTP_TS_API_SERVER
+                || rollout);
+
+    allowed = rollout
+              ? (r->method
+                 & (NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_PATCH|NGX_HTTP_DELETE))
+              : (r->method == NGX_HTTP_PATCH);
+
+    if (!allowed || !writable) {
+        allow = !(writable && lcf->write) ? "GET, HEAD"
+                : rollout ? "GET, HEAD, PUT, POST, PATCH, DELETE"
+                : "GET, HEAD, PATCH";
 
         (void) ngx_http_traffic_shift_api_fail(&err, NGX_HTTP_NOT_ALLOWED,
                                              "method_not_allowed",
@@ -200,6 +210,16 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
                                              "changes need "
                                              "\"traffic_shift_api write=on\"");
         goto discard;
+    }
+
+    if (r->method == NGX_HTTP_DELETE) {
+        rc = ngx_http_discard_request_body(r);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_traffic_shift_api_delete(r, req);
     }
 
     if (!ngx_http_traffic_shift_api_json_type(r)) {
@@ -318,6 +338,11 @@ ngx_http_traffic_shift_api_get(ngx_http_request_t *r,
 
     case NGX_HTTP_TS_API_SERVER:
         json = ngx_http_traffic_shift_api_server_json(path->ups, path->id);
+        break;
+
+    case NGX_HTTP_TS_API_ROLLOUT:
+        etag = path->split->sh->generation;
+        json = ngx_http_traffic_shift_api_rollout_json(r, path->split, &err);
         break;
 
     default: /* NGX_HTTP_TS_API_METRICS */

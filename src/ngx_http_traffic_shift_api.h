@@ -34,6 +34,13 @@
 #define NGX_HTTP_TS_API_HEALTH_UPS  4
 #define NGX_HTTP_TS_API_SERVER      5
 #define NGX_HTTP_TS_API_METRICS     6
+#define NGX_HTTP_TS_API_ROLLOUT     7
+
+/* actions on a rollout */
+#define NGX_HTTP_TS_RO_PAUSE        0
+#define NGX_HTTP_TS_RO_RESUME       1
+#define NGX_HTTP_TS_RO_PROMOTE      2
+#define NGX_HTTP_TS_RO_ABORT        3
 
 
 typedef struct {
@@ -64,6 +71,12 @@ typedef struct {
     ngx_http_traffic_shift_api_path_t     path;
     ngx_http_traffic_shift_change_t       change;
     ngx_uint_t                            version;
+
+    /* the status of the answer: 200, or 201 for a new rollout */
+    ngx_uint_t                            status;
+
+    /* a ramp started: the answer has the rollout too */
+    unsigned                              ramp:1;
 } ngx_http_traffic_shift_api_req_t;
 
 
@@ -76,6 +89,23 @@ ngx_int_t ngx_http_traffic_shift_api_init(ngx_conf_t *cf);
 /* ngx_http_traffic_shift_api_change.c */
 
 void ngx_http_traffic_shift_api_body_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_traffic_shift_api_delete(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_req_t *req);
+
+/* ngx_http_traffic_shift_api_rollout.c */
+
+ngx_int_t ngx_http_traffic_shift_api_rollout_change(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_req_t *req, json_t *root, ngx_uint_t if_match,
+    ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_rollout_ramp(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_req_t *req, json_t *root, ngx_uint_t if_match,
+    ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_rollout_act(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_req_t *req, ngx_uint_t action,
+    ngx_uint_t if_match, ngx_http_traffic_shift_api_err_t *err);
+json_t *ngx_http_traffic_shift_api_rollout_json(ngx_http_request_t *r,
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_api_err_t *err);
 
 /* ngx_http_traffic_shift_api_json.c */
 

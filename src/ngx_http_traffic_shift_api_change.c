@@ -22,6 +22,9 @@ static ngx_int_t ngx_http_traffic_shift_api_read_body(ngx_http_request_t *r,
 static ngx_int_t ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_req_t *req, json_t *root,
     ngx_http_traffic_shift_api_err_t *err);
+static ngx_int_t ngx_http_traffic_shift_api_patch_rollout(
+    ngx_http_request_t *r, ngx_http_traffic_shift_api_req_t *req,
+    json_t *root, ngx_http_traffic_shift_api_err_t *err);
 static ngx_int_t ngx_http_traffic_shift_api_patch_server(
     ngx_http_request_t *r, ngx_http_traffic_shift_api_req_t *req,
     json_t *root, ngx_http_traffic_shift_api_err_t *err);
@@ -37,6 +40,9 @@ static ngx_int_t ngx_http_traffic_shift_api_gone(
     ngx_http_traffic_shift_api_path_t *path);
 static ngx_int_t ngx_http_traffic_shift_api_if_match(ngx_http_request_t *r,
     ngx_uint_t *generation);
+static ngx_int_t ngx_http_traffic_shift_api_split_if_match(
+    ngx_http_request_t *r, ngx_http_traffic_shift_split_t *split,
+    ngx_uint_t *generation, ngx_http_traffic_shift_api_err_t *err);
 static void ngx_http_traffic_shift_api_log_change(ngx_http_request_t *r,
     ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_change_t *change);
@@ -93,6 +99,9 @@ ngx_http_traffic_shift_api_patch(ngx_http_request_t *r,
 
     if (req->path.what == NGX_HTTP_TS_API_UPSTREAM) {
         rc = ngx_http_traffic_shift_api_patch_split(r, req, root, &err);
+
+    } else if (req->path.what == NGX_HTTP_TS_API_ROLLOUT) {
+        rc = ngx_http_traffic_shift_api_patch_rollout(r, req, root, &err);
 
     } else {
         rc = ngx_http_traffic_shift_api_patch_server(r, req, root, &err);
@@ -181,6 +190,22 @@ ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
 
     split = req->path.split;
 
+    if (json_object_get(root, "ramp")) {
+        if (ngx_http_traffic_shift_api_split_if_match(r, split, &if_match, err)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_traffic_shift_api_rollout_ramp(r, req, root, if_match,
+                                                     err);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_traffic_shift_api_changed(r, req);
+    }
+
     if (ngx_http_traffic_shift_api_parse_weights(split, root, weights, &force,
                                                  err)
         != NGX_OK)
@@ -188,14 +213,10 @@ ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ngx_http_traffic_shift_api_if_match(r, &if_match) != NGX_OK) {
-        return ngx_http_traffic_shift_api_fail(err,
-                                            NGX_HTTP_PRECONDITION_FAILED,
-                                            "precondition_failed",
-                                            "If-Match does not match the "
-                                            "generation %ui of upstream "
-                                            "\"%V\"", split->sh->generation,
-                                            &split->name);
+    if (ngx_http_traffic_shift_api_split_if_match(r, split, &if_match, err)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
@@ -220,6 +241,15 @@ ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
                                             req->change.old.generation,
                                             if_match);
 
+    case NGX_AGAIN:
+        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_CONFLICT,
+                                            "rollout_in_progress",
+                                            "upstream \"%V\" has a rollout "
+                                            "in progress; pause or abort it "
+                                            "first, or send \"force\":true "
+                                            "to abort it with this change",
+                                            &split->name);
+
     case NGX_BUSY:
         pool = split->pools.elts;
 
@@ -243,9 +273,82 @@ ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
                                             &split->name);
     }
 
+    if (req->change.rollout_aborted) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "traffic_shift \"%V\": rollout aborted by weights "
+                      "forced by client %V", &split->name,
+                      &r->connection->addr_text);
+    }
+
     ngx_http_traffic_shift_api_log_change(r, split, &req->change);
 
     return ngx_http_traffic_shift_api_changed(r, req);
+}
+
+
+static ngx_int_t
+ngx_http_traffic_shift_api_patch_rollout(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_req_t *req, json_t *root,
+    ngx_http_traffic_shift_api_err_t *err)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  if_match;
+
+    if (ngx_http_traffic_shift_api_split_if_match(r, req->path.split,
+                                                  &if_match, err)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_traffic_shift_api_rollout_change(r, req, root, if_match,
+                                                   err);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_traffic_shift_api_changed(r, req);
+}
+
+
+/* DELETE /upstreams/NAME/rollout: abort, with no body */
+
+ngx_int_t
+ngx_http_traffic_shift_api_delete(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_req_t *req)
+{
+    ngx_int_t                          rc;
+    ngx_uint_t                         if_match, etag;
+    ngx_http_traffic_shift_api_err_t   err;
+
+    etag = ngx_http_traffic_shift_api_etag(r, &req->path);
+
+    rc = ngx_http_traffic_shift_api_split_if_match(r, req->path.split,
+                                                   &if_match, &err);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_traffic_shift_api_rollout_act(r, req,
+                                                    NGX_HTTP_TS_RO_ABORT,
+                                                    if_match, &err);
+    }
+
+    if (rc == NGX_ERROR) {
+        return ngx_http_traffic_shift_api_error(r, &err, etag, NULL);
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_traffic_shift_api_changed(r, req);
+
+    if (rc == NGX_DONE) {
+        /* answered once the state file is written: finalized then */
+        r->main->count++;
+    }
+
+    return rc;
 }
 
 
@@ -367,6 +470,19 @@ ngx_http_traffic_shift_api_answer(ngx_http_request_t *r,
                                                      &req->change.new);
         etag = req->change.new.generation;
 
+        if (json && req->ramp
+            && json_object_set_new(json, "rollout",
+                     ngx_http_traffic_shift_api_rollout_json(r,
+                                                     req->path.split, &err)))
+        {
+            goto failed;
+        }
+
+    } else if (req->path.what == NGX_HTTP_TS_API_ROLLOUT) {
+        json = ngx_http_traffic_shift_api_rollout_json(r, req->path.split,
+                                                       &err);
+        etag = req->change.new.generation;
+
     } else {
         if (ngx_http_traffic_shift_api_server_again(&req->path) != NGX_OK) {
             (void) ngx_http_traffic_shift_api_gone(&err, &req->path);
@@ -403,7 +519,9 @@ ngx_http_traffic_shift_api_answer(ngx_http_request_t *r,
         }
     }
 
-    return ngx_http_traffic_shift_api_send_json(r, NGX_HTTP_OK, json, etag);
+    return ngx_http_traffic_shift_api_send_json(r,
+                                     req->status ? req->status : NGX_HTTP_OK,
+                                     json, etag);
 
 failed:
 
@@ -474,6 +592,26 @@ ngx_http_traffic_shift_api_if_match(ngx_http_request_t *r,
     *generation = n;
 
     return NGX_OK;
+}
+
+
+/* If-Match on a traffic_shift upstream or its rollout */
+
+static ngx_int_t
+ngx_http_traffic_shift_api_split_if_match(ngx_http_request_t *r,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *generation,
+    ngx_http_traffic_shift_api_err_t *err)
+{
+    if (ngx_http_traffic_shift_api_if_match(r, generation) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_PRECONDITION_FAILED,
+                                           "precondition_failed",
+                                           "If-Match does not match the "
+                                           "generation %ui of upstream "
+                                           "\"%V\"", split->sh->generation,
+                                           &split->name);
 }
 
 

@@ -31,7 +31,8 @@ static ngx_int_t ngx_http_traffic_shift_api_weights(
 
 /*
  * Paths are relative to the location: "", "upstreams", "upstreams/NAME",
- * "health", "health/UPSTREAM", "health/UPSTREAM/servers/ID", "metrics".
+ * "upstreams/NAME/rollout", "health", "health/UPSTREAM",
+ * "health/UPSTREAM/servers/ID", "metrics".
  */
 
 ngx_int_t
@@ -88,7 +89,11 @@ ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
             return NGX_OK;
         }
 
-        if (n != 2) {
+        if (n == 4
+            || (n == 3
+                && (seg[2].len != sizeof("rollout") - 1
+                    || ngx_strncmp(seg[2].data, "rollout", seg[2].len) != 0)))
+        {
             goto not_found;
         }
 
@@ -96,7 +101,8 @@ ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
                                                         seg[1].len);
 
         if (path->split && path->split->sh) {
-            path->what = NGX_HTTP_TS_API_UPSTREAM;
+            path->what = (n == 3) ? NGX_HTTP_TS_API_ROLLOUT
+                                  : NGX_HTTP_TS_API_UPSTREAM;
             return NGX_OK;
         }
 

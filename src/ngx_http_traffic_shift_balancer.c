@@ -6,6 +6,7 @@
 
 #include "ngx_http_traffic_shift_balancer.h"
 #include "ngx_http_traffic_shift_zone.h"
+#include "ngx_http_traffic_shift_lib.h"
 
 
 /* the request path's cheap test before a call to refresh */
@@ -35,6 +36,7 @@ static ngx_int_t ngx_http_traffic_shift_sticky(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_traffic_shift_swrr(
     ngx_http_traffic_shift_split_t *split);
 static ngx_uint_t ngx_http_traffic_shift_gcd(ngx_uint_t a, ngx_uint_t b);
+static void ngx_http_traffic_shift_count_attempts(void *data);
 
 
 /* the composite upstream: pools are resolved once every upstream{} exists */
@@ -520,6 +522,7 @@ ngx_http_traffic_shift_init_peer(ngx_http_request_t *r,
     ngx_uint_t                           decided;
     ngx_http_upstream_t                 *u;
     ngx_http_upstream_srv_conf_t        *uscf;
+    ngx_pool_cleanup_t                  *cln;
     ngx_http_traffic_shift_ctx_t        *ctx;
     ngx_http_traffic_shift_split_t      *split;
     ngx_http_traffic_shift_sh_split_t   *rec;
@@ -575,6 +578,22 @@ ngx_http_traffic_shift_init_peer(ngx_http_request_t *r,
         if (rec && rec->layout == split->layout) {
             (void) ngx_atomic_fetch_add(&rec->pools[ctx->index].requests, 1);
             ctx->counted = 1;
+
+            /*
+             * the pool's attempts are the states from here on; they are
+             * counted when the request's pool goes, after the log phase
+             * and whatever internal redirect (which drops the ctx)
+             */
+
+            ctx->request = r;
+            ctx->first_state = r->upstream_states
+                               ? r->upstream_states->nelts : 0;
+
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln) {
+                cln->handler = ngx_http_traffic_shift_count_attempts;
+                cln->data = ctx;
+            }
         }
     }
 
@@ -629,6 +648,7 @@ ngx_http_traffic_shift_decide(ngx_http_request_t *r,
     ctx->index = i;
     ctx->pool = (ngx_http_traffic_shift_pool_t *) split->pools.elts + i;
     ctx->counted = 0;
+    ctx->first_state = 0;
 
     ngx_http_set_ctx(r, ctx, ngx_http_traffic_shift_module);
 
@@ -806,4 +826,80 @@ ngx_http_traffic_shift_log_handler(ngx_http_request_t *r)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The upstream's own view of each attempt in the pool, whatever the
+ * client got (error_page, proxy_intercept_errors): its response time, and
+ * errors as $upstream_status shows them, 5xx including the 502 and 504 of
+ * connect errors, timeouts and invalid headers.  Attempts end at the
+ * first state of another upstream (after an internal redirect).  A pool
+ * cleanup of the request: a few atomic adds, no lock.
+ */
+
+static void
+ngx_http_traffic_shift_count_attempts(void *data)
+{
+    ngx_http_traffic_shift_ctx_t *ctx = data;
+
+    ngx_uint_t                           i, n, errors;
+    ngx_msec_t                           ms;
+    ngx_http_request_t                  *r;
+    ngx_http_upstream_state_t           *state;
+    ngx_http_traffic_shift_sh_pool_t    *shp;
+    ngx_http_traffic_shift_sh_split_t   *rec;
+    ngx_http_traffic_shift_main_conf_t  *mcf;
+
+    r = ctx->request;
+    rec = ctx->split->sh;
+
+    if (r->upstream_states == NULL || ngx_exiting
+        || rec->layout != ctx->split->layout)
+    {
+        return;
+    }
+
+    shp = &rec->pools[ctx->index];
+    state = r->upstream_states->elts;
+    n = 0;
+    errors = 0;
+
+    for (i = ctx->first_state; i < r->upstream_states->nelts; i++) {
+
+        if (state[i].status == 0) {
+            if (state[i].peer == NULL) {
+                break;
+            }
+
+            /* no answer: the client went away first */
+            continue;
+        }
+
+        ms = state[i].response_time;
+
+        if (ms == (ngx_msec_t) -1) {
+            ms = 0;
+        }
+
+        (void) ngx_atomic_fetch_add(
+                   &shp->buckets[ngx_http_traffic_shift_bucket(ms)], 1);
+        (void) ngx_atomic_fetch_add(&shp->time_sum, ms);
+
+        errors += (state[i].status >= NGX_HTTP_INTERNAL_SERVER_ERROR);
+        n++;
+    }
+
+    if (errors) {
+        (void) ngx_atomic_fetch_add(&shp->errors, errors);
+    }
+
+    /* the canary of a progressing rollout: the fast-abort window */
+
+    if (n && rec->rollout.active == ctx->index + 1) {
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
+
+        ngx_http_traffic_shift_zone_rollout_count(mcf, ctx->split, n, errors,
+                                                  r->connection->log);
+    }
 }

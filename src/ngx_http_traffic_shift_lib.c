@@ -319,3 +319,156 @@ ngx_http_traffic_shift_json_set(json_t *obj, ngx_str_t *key, json_t *value)
 
     return rc;
 }
+
+
+/* the upper bounds of the response time buckets, in milliseconds */
+
+ngx_msec_t  ngx_http_traffic_shift_buckets[NGX_HTTP_TS_BUCKETS] = {
+    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700,
+    1000, 1500, 2000, 3000, 5000, 7000, 10000, 15000, 30000, 60000,
+    NGX_MAX_INT32_VALUE
+};
+
+
+/*
+ * A quantile ("q" in 1/10000) of counts by bucket, in microseconds,
+ * interpolated linearly inside its bucket; the unbounded last bucket
+ * answers its lower bound.  0 when there is nothing counted.
+ */
+
+ngx_uint_t
+ngx_http_traffic_shift_quantile(ngx_uint_t *counts, ngx_uint_t q)
+{
+    uint64_t    total, rank, cum, lower, upper;
+    ngx_uint_t  i;
+
+    total = 0;
+
+    for (i = 0; i < NGX_HTTP_TS_BUCKETS; i++) {
+        total += counts[i];
+    }
+
+    if (total == 0) {
+        return 0;
+    }
+
+    /* ranks in 1/10000 of a response */
+
+    rank = total * q;
+    cum = 0;
+
+    for (i = 0; i < NGX_HTTP_TS_BUCKETS; i++) {
+
+        if (counts[i] && cum + (uint64_t) counts[i] * 10000 >= rank) {
+            break;
+        }
+
+        cum += (uint64_t) counts[i] * 10000;
+    }
+
+    if (i == NGX_HTTP_TS_BUCKETS) {
+        i--;
+    }
+
+    lower = i ? ngx_http_traffic_shift_buckets[i - 1] * 1000 : 0;
+
+    if (i == NGX_HTTP_TS_BUCKETS - 1) {
+        return (ngx_uint_t) lower;
+    }
+
+    upper = ngx_http_traffic_shift_buckets[i] * 1000;
+
+    return (ngx_uint_t) (lower + (upper - lower) * (rank - cum)
+                                 / ((uint64_t) counts[i] * 10000));
+}
+
+
+/* "60s", "800ms", "10m": milliseconds, or NGX_ERROR */
+
+ngx_int_t
+ngx_http_traffic_shift_parse_msec(u_char *p, size_t len)
+{
+    ngx_str_t  s;
+
+    s.data = p;
+    s.len = len;
+
+    if (len == 0 || p[0] < '0' || p[0] > '9') {
+        return NGX_ERROR;
+    }
+
+    return ngx_parse_time(&s, 0);
+}
+
+
+/* the names of the pools of "mask", in the order of the configuration */
+
+json_t *
+ngx_http_traffic_shift_json_pools(ngx_http_traffic_shift_split_t *split,
+    ngx_uint_t mask)
+{
+    json_t                         *list;
+    ngx_uint_t                      i;
+    ngx_http_traffic_shift_pool_t  *pool;
+
+    pool = split->pools.elts;
+
+    list = json_array();
+    if (list == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < split->pools.nelts; i++) {
+        if ((mask & ((ngx_uint_t) 1 << i))
+            && json_array_append_new(list,
+                     ngx_http_traffic_shift_json_str(pool[i].name.data,
+                                                     pool[i].name.len)))
+        {
+            json_decref(list);
+            return NULL;
+        }
+    }
+
+    return list;
+}
+
+
+/*
+ * Weights: "n" of them as an array when "split" is NULL, else one per
+ * pool by name
+ */
+
+json_t *
+ngx_http_traffic_shift_json_weights(ngx_http_traffic_shift_split_t *split,
+    ngx_uint_t *weights, ngx_uint_t n)
+{
+    json_t                         *json;
+    ngx_int_t                       rc;
+    ngx_uint_t                      i;
+    ngx_http_traffic_shift_pool_t  *pool;
+
+    json = split ? json_object() : json_array();
+    if (json == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (split) {
+            pool = split->pools.elts;
+            rc = ngx_http_traffic_shift_json_set(json, &pool[i].name,
+                              ngx_http_traffic_shift_json_weight(weights[i]));
+
+        } else {
+            rc = json_array_append_new(json,
+                              ngx_http_traffic_shift_json_weight(weights[i]))
+                 ? NGX_ERROR : NGX_OK;
+        }
+
+        if (rc != NGX_OK) {
+            json_decref(json);
+            return NULL;
+        }
+    }
+
+    return json;
+}

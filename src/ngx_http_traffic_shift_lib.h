@@ -39,9 +39,44 @@ ngx_int_t ngx_http_traffic_shift_find_server(
 json_t *ngx_http_traffic_shift_json_str(u_char *p, size_t len);
 json_t *ngx_http_traffic_shift_json_time(time_t t);
 json_t *ngx_http_traffic_shift_json_weight(ngx_uint_t weight);
+json_t *ngx_http_traffic_shift_json_pools(
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t mask);
+json_t *ngx_http_traffic_shift_json_weights(
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights, ngx_uint_t n);
 ngx_int_t ngx_http_traffic_shift_json_to_weight(json_t *value);
 ngx_int_t ngx_http_traffic_shift_json_set(json_t *obj, ngx_str_t *key,
     json_t *value);
+
+ngx_uint_t ngx_http_traffic_shift_quantile(ngx_uint_t *counts, ngx_uint_t q);
+ngx_int_t ngx_http_traffic_shift_parse_msec(u_char *p, size_t len);
+
+
+extern ngx_msec_t  ngx_http_traffic_shift_buckets[NGX_HTTP_TS_BUCKETS];
+
+
+/* the bucket of a response time in milliseconds: a binary search */
+
+static ngx_inline ngx_uint_t
+ngx_http_traffic_shift_bucket(ngx_msec_t ms)
+{
+    ngx_uint_t  lo, hi, mid;
+
+    lo = 0;
+    hi = NGX_HTTP_TS_BUCKETS - 1;
+
+    while (lo < hi) {
+        mid = (lo + hi) / 2;
+
+        if (ms <= ngx_http_traffic_shift_buckets[mid]) {
+            hi = mid;
+
+        } else {
+            lo = mid + 1;
+        }
+    }
+
+    return lo;
+}
 
 
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_LIB_H_INCLUDED_ */

@@ -40,6 +40,10 @@ static ngx_int_t ngx_http_traffic_shift_metrics_prepare(
     ngx_http_traffic_shift_metrics_ctx_t *ctx, size_t *size);
 static void ngx_http_traffic_shift_metrics_pools(
     ngx_http_traffic_shift_metrics_ctx_t *ctx);
+static void ngx_http_traffic_shift_metrics_times(
+    ngx_http_traffic_shift_metrics_ctx_t *ctx);
+static void ngx_http_traffic_shift_metrics_rollouts(
+    ngx_http_traffic_shift_metrics_ctx_t *ctx);
 static ngx_int_t ngx_http_traffic_shift_metrics_servers(
     ngx_http_traffic_shift_metrics_ctx_t *ctx);
 static ngx_int_t ngx_http_traffic_shift_metrics_escape(ngx_pool_t *pool,
@@ -52,6 +56,10 @@ static const char  *ngx_http_traffic_shift_metrics_classes[] = {
 
 static const char  *ngx_http_traffic_shift_metrics_results[] = {
     "ok", "fail", "timeout"
+};
+
+static const char  *ngx_http_traffic_shift_metrics_ro_states[] = {
+    "none", "progressing", "paused", "succeeded", "rolled_back", "aborted"
 };
 
 
@@ -84,10 +92,38 @@ static const char  *ngx_http_traffic_shift_metrics_results[] = {
     "result.\n"                                                               \
     "# TYPE traffic_shift_probes_total counter\n"
 
+#define NGX_HTTP_TS_METRICS_DURATION                                          \
+    "# HELP traffic_shift_upstream_response_duration_seconds Response "      \
+    "times of the upstream attempts of the pool.\n"                          \
+    "# TYPE traffic_shift_upstream_response_duration_seconds histogram\n"
+
+#define NGX_HTTP_TS_METRICS_ERRORS                                            \
+    "# HELP traffic_shift_upstream_errors_total Upstream attempts of the "   \
+    "pool that failed: status 5xx, connect errors, timeouts, invalid "        \
+    "headers.\n"                                                              \
+    "# TYPE traffic_shift_upstream_errors_total counter\n"
+
+#define NGX_HTTP_TS_METRICS_RO_STEP                                           \
+    "# HELP traffic_shift_rollout_step Step of the upstream's rollout, "     \
+    "from 1; 0 without one.\n"                                                \
+    "# TYPE traffic_shift_rollout_step gauge\n"
+
+#define NGX_HTTP_TS_METRICS_RO_STATE                                          \
+    "# HELP traffic_shift_rollout_state 1 for the state of the upstream's "  \
+    "last rollout.\n"                                                         \
+    "# TYPE traffic_shift_rollout_state gauge\n"
+
+#define NGX_HTTP_TS_METRICS_ROLLOUTS                                          \
+    "# HELP traffic_shift_rollouts_total Rollouts ended, by result.\n"       \
+    "# TYPE traffic_shift_rollouts_total counter\n"
+
 #define NGX_HTTP_TS_METRICS_HEAD                                              \
     NGX_HTTP_TS_METRICS_WEIGHT NGX_HTTP_TS_METRICS_REQUESTS                   \
     NGX_HTTP_TS_METRICS_RESPONSES NGX_HTTP_TS_METRICS_GENERATION              \
-    NGX_HTTP_TS_METRICS_UP NGX_HTTP_TS_METRICS_PROBES
+    NGX_HTTP_TS_METRICS_UP NGX_HTTP_TS_METRICS_PROBES                         \
+    NGX_HTTP_TS_METRICS_DURATION NGX_HTTP_TS_METRICS_ERRORS                   \
+    NGX_HTTP_TS_METRICS_RO_STEP NGX_HTTP_TS_METRICS_RO_STATE                  \
+    NGX_HTTP_TS_METRICS_ROLLOUTS
 
 #define ngx_http_traffic_shift_metrics_text(p, text)                          \
     ngx_cpymem(p, text, sizeof(text) - 1)
@@ -129,6 +165,8 @@ ngx_http_traffic_shift_metrics(ngx_http_request_t *r,
     ctx.last = ctx.p + size;
 
     ngx_http_traffic_shift_metrics_pools(&ctx);
+    ngx_http_traffic_shift_metrics_times(&ctx);
+    ngx_http_traffic_shift_metrics_rollouts(&ctx);
 
     if (ngx_http_traffic_shift_metrics_servers(&ctx) != NGX_OK) {
         return NGX_ERROR;
@@ -182,13 +220,18 @@ ngx_http_traffic_shift_metrics_prepare(
         pool = split->pools.elts;
 
         for (j = 0; j < split->pools.nelts; j++) {
-            /* weight, requests, responses by class */
-            *size += (2 + NGX_HTTP_TS_CLASSES)
+            /*
+             * weight, requests, responses by class, errors, and the
+             * histogram: buckets, sum, count
+             */
+            *size += (2 + NGX_HTTP_TS_CLASSES + 1 + NGX_HTTP_TS_BUCKETS + 2)
                      * (NGX_HTTP_TS_METRICS_LINE + ms->name.len
                         + pool[j].name.len);
         }
 
-        *size += NGX_HTTP_TS_METRICS_LINE + ms->name.len;
+        /* generation; rollout step, states, results */
+        *size += (2 + NGX_HTTP_TS_RO_STATES + 3)
+                 * (NGX_HTTP_TS_METRICS_LINE + ms->name.len);
     }
 
     upsp = mcf->upstreams.elts;
@@ -312,6 +355,170 @@ ngx_http_traffic_shift_metrics_pools(ngx_http_traffic_shift_metrics_ctx_t *ctx)
         p = ngx_slprintf(p, last,
                          "traffic_shift_generation{upstream=\"%V\"} %ui\n",
                          &ms[i].name, ms[i].w.generation);
+    }
+
+    ctx->p = p;
+}
+
+
+/* the response times and errors of the pools' upstream attempts */
+
+static void
+ngx_http_traffic_shift_metrics_times(ngx_http_traffic_shift_metrics_ctx_t *ctx)
+{
+    u_char                                  *p, *last;
+    ngx_uint_t                               i, j, b, n;
+    ngx_msec_t                               le;
+    ngx_atomic_uint_t                        count, sum;
+    ngx_http_traffic_shift_pool_t           *pool;
+    ngx_http_traffic_shift_split_t         **splitp;
+    ngx_http_traffic_shift_sh_pool_t        *shp;
+    ngx_http_traffic_shift_metrics_split_t  *ms;
+
+    p = ctx->p;
+    last = ctx->last;
+    splitp = ctx->mcf->splits.elts;
+    n = ctx->mcf->splits.nelts;
+    ms = ctx->splits;
+
+    p = ngx_http_traffic_shift_metrics_text(p, NGX_HTTP_TS_METRICS_DURATION);
+
+    for (i = 0; i < n; i++) {
+        if (ms[i].rc != NGX_OK) {
+            continue;
+        }
+
+        pool = splitp[i]->pools.elts;
+
+        for (j = 0; j < splitp[i]->pools.nelts; j++) {
+            shp = &splitp[i]->sh->pools[j];
+            count = 0;
+
+            for (b = 0; b < NGX_HTTP_TS_BUCKETS; b++) {
+                count += shp->buckets[b];
+                le = ngx_http_traffic_shift_buckets[b];
+
+                if (b == NGX_HTTP_TS_BUCKETS - 1) {
+                    p = ngx_slprintf(p, last,
+                             "traffic_shift_upstream_response_duration_"
+                             "seconds_bucket{upstream=\"%V\",pool=\"%V\","
+                             "le=\"+Inf\"} %uA\n", &ms[i].name,
+                             &pool[j].name, count);
+                    continue;
+                }
+
+                p = ngx_slprintf(p, last,
+                             "traffic_shift_upstream_response_duration_"
+                             "seconds_bucket{upstream=\"%V\",pool=\"%V\","
+                             "le=\"%M.%03M\"} %uA\n", &ms[i].name,
+                             &pool[j].name, le / 1000, le % 1000, count);
+            }
+
+            sum = shp->time_sum;
+
+            p = ngx_slprintf(p, last,
+                             "traffic_shift_upstream_response_duration_"
+                             "seconds_sum{upstream=\"%V\",pool=\"%V\"} "
+                             "%uA.%03uA\n"
+                             "traffic_shift_upstream_response_duration_"
+                             "seconds_count{upstream=\"%V\",pool=\"%V\"} "
+                             "%uA\n", &ms[i].name, &pool[j].name,
+                             sum / 1000, sum % 1000, &ms[i].name,
+                             &pool[j].name, count);
+        }
+    }
+
+    p = ngx_http_traffic_shift_metrics_text(p, NGX_HTTP_TS_METRICS_ERRORS);
+
+    for (i = 0; i < n; i++) {
+        if (ms[i].rc != NGX_OK) {
+            continue;
+        }
+
+        pool = splitp[i]->pools.elts;
+
+        for (j = 0; j < splitp[i]->pools.nelts; j++) {
+            p = ngx_slprintf(p, last,
+                             "traffic_shift_upstream_errors_total{upstream="
+                             "\"%V\",pool=\"%V\"} %uA\n", &ms[i].name,
+                             &pool[j].name, splitp[i]->sh->pools[j].errors);
+        }
+    }
+
+    ctx->p = p;
+}
+
+
+/* the rollouts: words written under the mutex, each read as it is */
+
+static void
+ngx_http_traffic_shift_metrics_rollouts(
+    ngx_http_traffic_shift_metrics_ctx_t *ctx)
+{
+    u_char                                  *p, *last;
+    ngx_uint_t                               i, k, n, state;
+    ngx_http_traffic_shift_split_t         **splitp;
+    ngx_http_traffic_shift_sh_rollout_t     *ro;
+    ngx_http_traffic_shift_metrics_split_t  *ms;
+
+    p = ctx->p;
+    last = ctx->last;
+    splitp = ctx->mcf->splits.elts;
+    n = ctx->mcf->splits.nelts;
+    ms = ctx->splits;
+
+    p = ngx_http_traffic_shift_metrics_text(p, NGX_HTTP_TS_METRICS_RO_STEP);
+
+    for (i = 0; i < n; i++) {
+        if (ms[i].rc != NGX_OK) {
+            continue;
+        }
+
+        ro = &splitp[i]->sh->rollout;
+        state = ro->state;
+
+        p = ngx_slprintf(p, last,
+                         "traffic_shift_rollout_step{upstream=\"%V\"} %ui\n",
+                         &ms[i].name,
+                         (state == NGX_HTTP_TS_RO_PROGRESSING
+                          || state == NGX_HTTP_TS_RO_PAUSED)
+                         ? ro->step + 1 : 0);
+    }
+
+    p = ngx_http_traffic_shift_metrics_text(p, NGX_HTTP_TS_METRICS_RO_STATE);
+
+    for (i = 0; i < n; i++) {
+        if (ms[i].rc != NGX_OK) {
+            continue;
+        }
+
+        state = splitp[i]->sh->rollout.state;
+
+        for (k = 0; k < NGX_HTTP_TS_RO_STATES; k++) {
+            p = ngx_slprintf(p, last,
+                             "traffic_shift_rollout_state{upstream=\"%V\","
+                             "state=\"%s\"} %d\n", &ms[i].name,
+                             ngx_http_traffic_shift_metrics_ro_states[k],
+                             k == state ? 1 : 0);
+        }
+    }
+
+    p = ngx_http_traffic_shift_metrics_text(p, NGX_HTTP_TS_METRICS_ROLLOUTS);
+
+    for (i = 0; i < n; i++) {
+        if (ms[i].rc != NGX_OK) {
+            continue;
+        }
+
+        ro = &splitp[i]->sh->rollout;
+
+        for (k = NGX_HTTP_TS_RO_SUCCEEDED; k < NGX_HTTP_TS_RO_STATES; k++) {
+            p = ngx_slprintf(p, last,
+                             "traffic_shift_rollouts_total{upstream=\"%V\","
+                             "result=\"%s\"} %ui\n", &ms[i].name,
+                             ngx_http_traffic_shift_metrics_ro_states[k],
+                             ro->results[k]);
+        }
     }
 
     ctx->p = p;

@@ -10,6 +10,7 @@
 #include "ngx_http_traffic_shift_health.h"
 #include "ngx_http_traffic_shift_api.h"
 #include "ngx_http_traffic_shift_state.h"
+#include "ngx_http_traffic_shift_rollout.h"
 
 
 static ngx_int_t ngx_http_traffic_shift_preconfiguration(ngx_conf_t *cf);
@@ -383,6 +384,10 @@ ngx_http_traffic_shift_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_traffic_shift_state_init_process(cycle);
 
+    if (ngx_http_traffic_shift_rollout_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_traffic_shift_health_init_process(cycle);
 }
 
@@ -391,6 +396,7 @@ static void
 ngx_http_traffic_shift_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_traffic_shift_health_exit_process(cycle);
+    ngx_http_traffic_shift_rollout_exit_process(cycle);
 }
 
 

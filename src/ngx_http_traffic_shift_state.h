@@ -32,8 +32,10 @@ typedef void (*ngx_http_traffic_shift_state_done_pt)(ngx_http_request_t *r,
 struct ngx_http_traffic_shift_state_save_s {
     ngx_http_traffic_shift_main_conf_t   *mcf;
 
-    /* the request that made the change, or NULL at a worker's start */
+    /* the request that made the change, or NULL */
     ngx_http_request_t                   *r;
+    /* without a request: a change (1), or the check at a worker's start */
+    ngx_uint_t                            changed;
     ngx_pool_t                           *pool;
     ngx_log_t                            *log;
     ngx_http_traffic_shift_state_done_pt  done;
@@ -70,6 +72,8 @@ char *ngx_http_traffic_shift_state_conf(ngx_conf_t *cf,
     ngx_http_traffic_shift_main_conf_t *mcf);
 ngx_int_t ngx_http_traffic_shift_state_save(ngx_http_request_t *r,
     ngx_http_traffic_shift_state_done_pt done, void *data);
+void ngx_http_traffic_shift_state_save_change(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log);
 void ngx_http_traffic_shift_state_init_process(ngx_cycle_t *cycle);
 
 

@@ -13,22 +13,27 @@
 
 /*
  * Writes of the state file (its format: ngx_http_traffic_shift_state.c).
- * Workers write after every change made through the API, and one worker
- * writes at its start when the zone moved since the last write (a reload
- * changed it).  Writers of all workers take an exclusive lock on a side
- * file and write the zone as it is then, unless a newer zone version was
- * written already: to a temporary file in the same directory, synced,
- * renamed over the old one, and the directory synced.  Workers do not
- * block on the disk: the write runs in a thread pool of one thread when
- * nginx has threads, synchronously otherwise.  While a write is under way
- * a timer that is not cancelable keeps an exiting worker alive, so that
- * the change it saves is answered.
+ * Workers write after every change made through the API; the worker that
+ * drives the rollouts writes after the changes they make themselves (a
+ * step, a rollback, a pause, the end; ngx_http_traffic_shift_rollout.c);
+ * and one worker writes at its start when the zone moved since the last
+ * write (a reload changed it).  Writers of all workers take an exclusive
+ * lock on a side file and write the zone as it is then, unless a newer
+ * zone version was written already: to a temporary file in the same
+ * directory, synced, renamed over the old one, and the directory synced.
+ * Workers do not block on the disk: the write runs in a thread pool of
+ * one thread when nginx has threads, synchronously otherwise.  While a
+ * write is under way a timer that is not cancelable keeps an exiting
+ * worker alive, so that the change it saves is answered.
  */
 
 
 static ngx_http_traffic_shift_state_save_t *
     ngx_http_traffic_shift_state_create(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_pool_t *pool);
+static void ngx_http_traffic_shift_state_background(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log,
+    ngx_uint_t changed);
 static ngx_int_t ngx_http_traffic_shift_state_post(
     ngx_http_traffic_shift_state_save_t *save);
 static void ngx_http_traffic_shift_state_finish(
@@ -43,7 +48,13 @@ static json_t *ngx_http_traffic_shift_state_json(
     ngx_http_traffic_shift_state_save_t *save);
 static ngx_int_t ngx_http_traffic_shift_state_json_split(json_t *upstreams,
     ngx_http_traffic_shift_split_t *split,
-    ngx_http_traffic_shift_weights_t *w);
+    ngx_http_traffic_shift_weights_t *w,
+    ngx_http_traffic_shift_sh_rollout_t *ro);
+static json_t *ngx_http_traffic_shift_state_json_rollout(
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_rollout_t *ro);
+static ngx_int_t ngx_http_traffic_shift_state_json_step(json_t *list,
+    ngx_http_traffic_shift_ro_step_t *e);
 static ngx_int_t ngx_http_traffic_shift_state_json_down(json_t *down,
     ngx_http_traffic_shift_main_conf_t *mcf);
 static void ngx_http_traffic_shift_state_error(
@@ -173,9 +184,7 @@ ngx_http_traffic_shift_state_save(ngx_http_request_t *r,
 void
 ngx_http_traffic_shift_state_init_process(ngx_cycle_t *cycle)
 {
-    ngx_pool_t                           *pool;
-    ngx_http_traffic_shift_main_conf_t   *mcf;
-    ngx_http_traffic_shift_state_save_t  *save;
+    ngx_http_traffic_shift_main_conf_t  *mcf;
 
     if (ngx_worker != 0
         || (ngx_process != NGX_PROCESS_WORKER
@@ -201,7 +210,36 @@ ngx_http_traffic_shift_state_init_process(ngx_cycle_t *cycle)
         return;
     }
 
-    pool = ngx_create_pool(1024, cycle->log);
+    ngx_http_traffic_shift_state_background(mcf, cycle->log, 0);
+}
+
+
+/*
+ * A change made without a request (the rollout driver, the fast abort):
+ * written like one made through the API, the outcome only logged.
+ */
+
+void
+ngx_http_traffic_shift_state_save_change(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log)
+{
+    if (mcf->sh == NULL || mcf->state_file.len == 0) {
+        return;
+    }
+
+    ngx_http_traffic_shift_state_background(mcf, log, 1);
+}
+
+
+static void
+ngx_http_traffic_shift_state_background(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log,
+    ngx_uint_t changed)
+{
+    ngx_pool_t                           *pool;
+    ngx_http_traffic_shift_state_save_t  *save;
+
+    pool = ngx_create_pool(1024, log);
     if (pool == NULL) {
         return;
     }
@@ -213,7 +251,8 @@ ngx_http_traffic_shift_state_init_process(ngx_cycle_t *cycle)
     }
 
     save->pool = pool;
-    save->log = cycle->log;
+    save->log = log;
+    save->changed = changed;
     save->done = ngx_http_traffic_shift_state_synced;
 
     (void) ngx_http_traffic_shift_state_post(save);
@@ -325,14 +364,15 @@ ngx_http_traffic_shift_state_finish(ngx_http_traffic_shift_state_save_t *save)
         ngx_log_error(NGX_LOG_ERR, save->log, 0,
                       "traffic_shift_state: %*s%s", save->error_len,
                       save->error,
-                      save->r ? ", the change is live but not saved" : "");
+                      (save->r || save->changed)
+                      ? ", the change is live but not saved" : "");
     }
 
     save->done(save->r, save);
 }
 
 
-/* a write made at a worker's start is over */
+/* a write made without a request is over */
 
 static void
 ngx_http_traffic_shift_state_synced(ngx_http_request_t *r,
@@ -454,7 +494,7 @@ ngx_http_traffic_shift_state_write(ngx_http_traffic_shift_state_save_t *save)
 
     if (sh->retired
         || sh->saved >= version
-        || (save->r == NULL && sh->keep_file))
+        || (save->r == NULL && !save->changed && sh->keep_file))
     {
         /*
          * the workers of a newer zone write its state; a writer in another
@@ -597,6 +637,7 @@ ngx_http_traffic_shift_state_json(ngx_http_traffic_shift_state_save_t *save)
     ngx_uint_t                            i;
     ngx_http_traffic_shift_split_t      **splitp;
     ngx_http_traffic_shift_weights_t      w;
+    ngx_http_traffic_shift_sh_rollout_t   ro;
     ngx_http_traffic_shift_main_conf_t   *mcf;
 
     mcf = save->mcf;
@@ -624,14 +665,19 @@ ngx_http_traffic_shift_state_json(ngx_http_traffic_shift_state_save_t *save)
 
     for (i = 0; i < mcf->splits.nelts; i++) {
 
-        if (ngx_http_traffic_shift_zone_read(splitp[i], &w) != NGX_OK) {
+        /* the weights and the rollout as one */
+
+        if (ngx_http_traffic_shift_zone_rollout_copy(mcf, splitp[i], &ro, &w)
+            != NGX_OK)
+        {
             ngx_http_traffic_shift_state_error(save, 0,
                            "the configuration was reloaded, the new one "
                            "saves the state");
             goto failed;
         }
 
-        if (ngx_http_traffic_shift_state_json_split(upstreams, splitp[i], &w)
+        if (ngx_http_traffic_shift_state_json_split(upstreams, splitp[i], &w,
+                                                    &ro)
             != NGX_OK)
         {
             goto nomem;
@@ -672,7 +718,8 @@ failed:
 
 static ngx_int_t
 ngx_http_traffic_shift_state_json_split(json_t *upstreams,
-    ngx_http_traffic_shift_split_t *split, ngx_http_traffic_shift_weights_t *w)
+    ngx_http_traffic_shift_split_t *split, ngx_http_traffic_shift_weights_t *w,
+    ngx_http_traffic_shift_sh_rollout_t *ro)
 {
     json_t                         *obj, *weights;
     ngx_uint_t                      i;
@@ -708,6 +755,160 @@ ngx_http_traffic_shift_state_json_split(json_t *upstreams,
         || json_object_set_new(obj, "updated", json_integer(w->updated)))
     {
         return NGX_ERROR;
+    }
+
+    if (ro->state == NGX_HTTP_TS_RO_NONE || ro->state >= NGX_HTTP_TS_RO_STATES
+        || ro->npools != split->pools.nelts)
+    {
+        return NGX_OK;
+    }
+
+    if (json_object_set_new(obj, "rollout",
+                     ngx_http_traffic_shift_state_json_rollout(split, ro)))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A rollout: its settings in the module's own units (milliseconds,
+ * ratios in 1/10000, multipliers in 1/100, latencies in microseconds),
+ * its state, step (from 1), the weights from before it, its history.
+ */
+
+static json_t *
+ngx_http_traffic_shift_state_json_rollout(ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_rollout_t *ro)
+{
+    json_t                         *obj, *list;
+    ngx_uint_t                      i;
+    ngx_http_traffic_shift_pool_t  *pool;
+
+    static char  *states[] = {
+        "none", "progressing", "paused", "succeeded", "rolled_back", "aborted"
+    };
+
+    pool = split->pools.elts;
+
+    obj = json_object();
+    if (obj == NULL) {
+        return NULL;
+    }
+
+    if (json_object_set_new(obj, "id", json_integer(ro->id))
+        || json_object_set_new(obj, "state", json_string(states[ro->state]))
+        || json_object_set_new(obj, "ramp", json_boolean(ro->ramp))
+        || json_object_set_new(obj, "pool",
+                     ngx_http_traffic_shift_json_str(pool[ro->pool].name.data,
+                                                     pool[ro->pool].name.len))
+        || json_object_set_new(obj, "step", json_integer(ro->step + 1))
+        || json_object_set_new(obj, "interval_ms",
+                               json_integer(ro->interval))
+        || json_object_set_new(obj, "min_requests",
+                               json_integer(ro->min_requests))
+        || (ro->max_hold != NGX_CONF_UNSET_MSEC
+            && json_object_set_new(obj, "max_hold_ms",
+                                   json_integer(ro->max_hold)))
+        || (ro->max_error_ratio != NGX_CONF_UNSET_UINT
+            && json_object_set_new(obj, "max_error_ratio_bp",
+                                   json_integer(ro->max_error_ratio)))
+        || (ro->max_error_ratio_vs != NGX_CONF_UNSET_UINT
+            && json_object_set_new(obj, "max_error_ratio_vs_pct",
+                                   json_integer(ro->max_error_ratio_vs)))
+        || (ro->max_p99 != NGX_CONF_UNSET_MSEC
+            && json_object_set_new(obj, "max_p99_ms",
+                                   json_integer(ro->max_p99)))
+        || (ro->max_p99_vs != NGX_CONF_UNSET_UINT
+            && json_object_set_new(obj, "max_p99_vs_pct",
+                                   json_integer(ro->max_p99_vs)))
+        || (ro->fa_window
+            && (json_object_set_new(obj, "fast_abort_ratio_bp",
+                                    json_integer(ro->fa_ratio))
+                || json_object_set_new(obj, "fast_abort_window",
+                                       json_integer(ro->fa_window))))
+        || json_object_set_new(obj, "started", json_integer(ro->started))
+        || json_object_set_new(obj, "step_started",
+                               json_integer(ro->step_started))
+        || json_object_set_new(obj, "ended", json_integer(ro->ended))
+        || json_object_set_new(obj, "reason",
+                               json_string((char *) ro->reason)))
+    {
+        goto failed;
+    }
+
+    if (json_object_set_new(obj, "baseline",
+                     ngx_http_traffic_shift_json_pools(split, ro->baseline))
+        || json_object_set_new(obj, "steps",
+                     ngx_http_traffic_shift_json_weights(NULL, ro->steps,
+                                                         ro->nsteps))
+        || json_object_set_new(obj, "before",
+                     ngx_http_traffic_shift_json_weights(split, ro->before,
+                                                         ro->npools)))
+    {
+        goto failed;
+    }
+
+    list = json_array();
+
+    if (json_object_set_new(obj, "history", list)) {
+        goto failed;
+    }
+
+    for (i = 0; i < ro->nhistory && i < NGX_HTTP_TS_RO_MAX_STEPS; i++) {
+        if (ngx_http_traffic_shift_state_json_step(list, &ro->history[i])
+            != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    return obj;
+
+failed:
+
+    json_decref(obj);
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_traffic_shift_state_json_step(json_t *list,
+    ngx_http_traffic_shift_ro_step_t *e)
+{
+    json_t      *obj;
+    ngx_uint_t   k, *v[4];
+
+    static char  *verdicts[] = { "pass", "fail", "inconclusive" };
+    static char  *counts[] = { "responses", "errors", "p50_us", "p99_us" };
+
+    v[0] = e->responses;
+    v[1] = e->errors;
+    v[2] = e->p50;
+    v[3] = e->p99;
+
+    obj = json_object();
+
+    if (json_array_append_new(list, obj)
+        || json_object_set_new(obj, "step", json_integer(e->step))
+        || json_object_set_new(obj, "weight",
+                               ngx_http_traffic_shift_json_weight(e->weight))
+        || json_object_set_new(obj, "verdict",
+                     json_string(verdicts[e->verdict > 2 ? 2 : e->verdict]))
+        || json_object_set_new(obj, "time", json_integer(e->time)))
+    {
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < 4; k++) {
+        list = json_pack("[II]", (json_int_t) v[k][0], (json_int_t) v[k][1]);
+
+        if (json_object_set_new(obj, counts[k], list)) {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;

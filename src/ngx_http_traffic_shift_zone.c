@@ -29,6 +29,11 @@ static ngx_http_traffic_shift_sh_split_t *ngx_http_traffic_shift_zone_find(
 static ngx_int_t ngx_http_traffic_shift_zone_same_pools(
     ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_sh_split_t *rec, ngx_uint_t *map);
+static void ngx_http_traffic_shift_zone_rollout(
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_split_t *rec,
+    ngx_http_traffic_shift_sh_split_t *src, ngx_uint_t kept,
+    ngx_log_t *log);
 static void *ngx_http_traffic_shift_zone_alloc(
     ngx_http_traffic_shift_main_conf_t *mcf, size_t size);
 static void ngx_http_traffic_shift_zone_collect(
@@ -391,6 +396,14 @@ ngx_http_traffic_shift_zone_split(ngx_http_traffic_shift_main_conf_t *mcf,
 
     ngx_http_traffic_shift_write_end(&rec->seq);
 
+    for (i = 0; same && i < split->pools.nelts && map[i] == i; i++) {
+        /* void */
+    }
+
+    ngx_http_traffic_shift_zone_rollout(split, rec, src,
+                                        same && i == split->pools.nelts,
+                                        log);
+
     rec->seen = mcf->sh->epoch;
 
     split->sh = rec;
@@ -671,6 +684,53 @@ ngx_http_traffic_shift_zone_same_pools(ngx_http_traffic_shift_split_t *split,
     }
 
     return 1;
+}
+
+
+/*
+ * A rollout goes on over a reload that keeps the upstream's pools, in
+ * their order ("kept"), and comes along to a new zone; otherwise one that
+ * runs is aborted.  An upstream back in the configuration has none.
+ */
+
+static void
+ngx_http_traffic_shift_zone_rollout(ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_split_t *rec,
+    ngx_http_traffic_shift_sh_split_t *src, ngx_uint_t kept, ngx_log_t *log)
+{
+    ngx_http_traffic_shift_sh_rollout_t  *ro;
+
+    ro = &rec->rollout;
+
+    if (src == NULL) {
+        ngx_memzero(ro, sizeof(ngx_http_traffic_shift_sh_rollout_t));
+        return;
+    }
+
+    if (src != rec) {
+        ngx_memcpy(ro, &src->rollout,
+                   sizeof(ngx_http_traffic_shift_sh_rollout_t));
+    }
+
+    if (kept
+        || (ro->state != NGX_HTTP_TS_RO_PROGRESSING
+            && ro->state != NGX_HTTP_TS_RO_PAUSED))
+    {
+        return;
+    }
+
+    ro->active = 0;
+    ro->state = NGX_HTTP_TS_RO_ABORTED;
+    ro->ended = ngx_time();
+    ro->results[NGX_HTTP_TS_RO_ABORTED]++;
+
+    ngx_cpystrn(ro->reason,
+                (u_char *) "the pools of the upstream changed in a reload",
+                NGX_HTTP_TS_RO_REASON_LEN);
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "traffic_shift \"%V\": rollout aborted, the pools of the "
+                  "upstream changed in a reload", &split->name);
 }
 
 

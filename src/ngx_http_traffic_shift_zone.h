@@ -26,6 +26,9 @@ typedef struct {
     ngx_http_traffic_shift_weights_t  old;
     ngx_http_traffic_shift_weights_t  new;
     ngx_uint_t                        dead_pool;
+
+    /* a forced change ended the rollout that was progressing */
+    ngx_uint_t                        rollout_aborted;
 } ngx_http_traffic_shift_change_t;
 
 
@@ -93,6 +96,53 @@ ngx_int_t ngx_http_traffic_shift_zone_resolved_mark(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_upstream_t *ups, u_char *name, size_t len,
     ngx_log_t *log);
+/* ngx_http_traffic_shift_zone_rollout.c: rollouts, at run time */
+
+ngx_int_t ngx_http_traffic_shift_zone_rollout_start(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_rollout_t *conf, ngx_uint_t if_match,
+    ngx_http_traffic_shift_change_t *change);
+void ngx_http_traffic_shift_zone_rollout_counts(
+    ngx_http_traffic_shift_sh_split_t *rec, ngx_uint_t mask,
+    ngx_http_traffic_shift_counts_t *counts);
+void ngx_http_traffic_shift_zone_rollout_window(
+    ngx_http_traffic_shift_sh_split_t *rec,
+    ngx_http_traffic_shift_sh_rollout_t *ro,
+    ngx_http_traffic_shift_ro_step_t *e);
+void ngx_http_traffic_shift_zone_rollout_restore(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_rollout_t *saved);
+ngx_int_t ngx_http_traffic_shift_zone_rollout_next(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t id, ngx_uint_t step,
+    ngx_http_traffic_shift_ro_step_t *entry,
+    ngx_http_traffic_shift_change_t *change);
+void ngx_http_traffic_shift_zone_rollout_hold(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t id, ngx_uint_t step);
+ngx_int_t ngx_http_traffic_shift_zone_rollout_end(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t id, ngx_uint_t state,
+    ngx_http_traffic_shift_ro_step_t *entry, u_char *reason, size_t len,
+    ngx_uint_t if_match, ngx_http_traffic_shift_change_t *change);
+ngx_int_t ngx_http_traffic_shift_zone_rollout_resume(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t promote,
+    ngx_uint_t if_match, ngx_http_traffic_shift_change_t *change);
+ngx_int_t ngx_http_traffic_shift_zone_rollout_copy(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_rollout_t *ro,
+    ngx_http_traffic_shift_weights_t *w);
+void ngx_http_traffic_shift_zone_rollout_count(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t n, ngx_uint_t errors,
+    ngx_log_t *log);
+ngx_int_t ngx_http_traffic_shift_zone_rollout_lease(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_msec_t lease,
+    ngx_uint_t release);
 
 /* not down by configuration, probes or an admin mark */
 ngx_uint_t ngx_http_traffic_shift_zone_server_live(

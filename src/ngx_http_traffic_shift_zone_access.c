@@ -130,6 +130,29 @@ ngx_http_traffic_shift_zone_set_weights(
         return NGX_DECLINED;
     }
 
+    /*
+     * a progressing rollout owns the weights: a change through the API
+     * needs "force", which ends the rollout, aborted, in this same change
+     */
+
+    if (rec->rollout.state == NGX_HTTP_TS_RO_PROGRESSING
+        && source == NGX_HTTP_TS_SRC_API)
+    {
+        if (!force) {
+            ngx_shmtx_unlock(&mcf->shpool->mutex);
+            return NGX_AGAIN;
+        }
+
+        rec->rollout.active = 0;
+        rec->rollout.state = NGX_HTTP_TS_RO_ABORTED;
+        rec->rollout.ended = ngx_time();
+        rec->rollout.results[NGX_HTTP_TS_RO_ABORTED]++;
+        ngx_cpystrn(rec->rollout.reason,
+                    (u_char *) "weights forced through the API",
+                    NGX_HTTP_TS_RO_REASON_LEN);
+        change->rollout_aborted = 1;
+    }
+
     if (!force) {
         for (i = 0; i < n; i++) {
             if (weights[i]

@@ -214,7 +214,7 @@ is($rc, 0, "a zone of the stated minimum serves a one-server configuration")
 my $servers = join "\n", map { "server 127.0.0.1:$_;" } 20001 .. 20300;
 ($rc, $out) = $t->nginx_t(<<"EOF");
 http {
-    traffic_shift_zone shift 160k; # HERE
+    traffic_shift_zone shift ${\(($min // 160) + 8)}k; # HERE
     upstream u_big { $servers }
     traffic_shift app { pool a u_big weight=100; }
 }

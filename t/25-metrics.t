@@ -70,6 +70,11 @@ my %families = (
     traffic_shift_generation => 'gauge',
     traffic_shift_server_up => 'gauge',
     traffic_shift_probes_total => 'counter',
+    traffic_shift_upstream_response_duration_seconds => 'histogram',
+    traffic_shift_upstream_errors_total => 'counter',
+    traffic_shift_rollout_step => 'gauge',
+    traffic_shift_rollout_state => 'gauge',
+    traffic_shift_rollouts_total => 'counter',
 );
 is_deeply($m->{types}, \%families, 'TYPE of every family');
 is_deeply([sort keys %{$m->{help}}], [sort keys %families],
