@@ -134,6 +134,22 @@ ngx_http_traffic_shift_zone_rollout_restore(
 }
 
 
+/* the configuration has no "server NAME resolve": no address is one */
+
+ngx_int_t
+ngx_http_traffic_shift_zone_resolved_mark(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_upstream_t *ups, u_char *name, size_t len,
+    ngx_log_t *log)
+{
+    if (ups != &ngx_fuzz_ups[0] && ups != &ngx_fuzz_ups[1]) {
+        abort();
+    }
+
+    return NGX_DECLINED;
+}
+
+
 /* one file per process, written anew for each input */
 
 static char  ngx_fuzz_file[64];

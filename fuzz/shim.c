@@ -429,178 +429,123 @@ ngx_gmtime(time_t t, ngx_tm_t *tp)
 }
 
 
-/* nginx's own, as in src/core/ngx_parse.c */
+/*
+ * nginx's documented time syntax: numbers with units in descending order,
+ * optionally separated by spaces ("1h 30m", "500ms", "2s"); a number
+ * without a unit is seconds.  "is_sec": the result in seconds, and no "ms";
+ * otherwise in milliseconds, and no "y" or "M".  NGX_ERROR on anything
+ * else or on overflow.
+ */
 
 ngx_int_t
 ngx_parse_time(ngx_str_t *line, ngx_uint_t is_sec)
 {
     u_char      *p, *last;
-    ngx_int_t    value, total, scale;
-    ngx_int_t    max, cutoff, cutlim;
-    ngx_uint_t   valid;
-    enum {
-        st_start = 0,
-        st_year,
-        st_month,
-        st_week,
-        st_day,
-        st_hour,
-        st_min,
-        st_sec,
-        st_msec,
-        st_last
-    } step;
+    size_t       len;
+    int64_t      value, total, scale;
+    ngx_uint_t   i, rank, digits;
 
-    valid = 0;
-    value = 0;
-    total = 0;
-    cutoff = NGX_MAX_INT_T_VALUE / 10;
-    cutlim = NGX_MAX_INT_T_VALUE % 10;
-    step = is_sec ? st_start : st_month;
+    static const struct {
+        const char  *name;
+        int64_t      ms;
+    } units[] = {
+        { "y", 365LL * 86400000 },
+        { "M", 30LL * 86400000 },
+        { "w", 7LL * 86400000 },
+        { "d", 86400000 },
+        { "h", 3600000 },
+        { "ms", 1 },
+        { "m", 60000 },
+        { "s", 1000 }
+    };
+
+    /* the order units must come in: "ms" is the smallest */
+    static const ngx_uint_t  order[] = { 0, 1, 2, 3, 4, 7, 5, 6 };
 
     p = line->data;
     last = p + line->len;
+    total = 0;
+    rank = 0;
+    digits = 0;
+    value = 0;
 
     while (p < last) {
 
+        if (*p == ' ') {
+            if (digits) {
+                return NGX_ERROR;
+            }
+
+            p++;
+            continue;
+        }
+
         if (*p >= '0' && *p <= '9') {
-            if (value >= cutoff && (value > cutoff || *p - '0' > cutlim)) {
+            if (value > (INT64_MAX / 1000 - 9) / 10) {
                 return NGX_ERROR;
             }
 
             value = value * 10 + (*p++ - '0');
-            valid = 1;
+            digits++;
             continue;
         }
 
-        switch (*p++) {
+        if (digits == 0) {
+            return NGX_ERROR;
+        }
 
-        case 'y':
-            if (step > st_start) {
-                return NGX_ERROR;
-            }
-            step = st_year;
-            max = NGX_MAX_INT_T_VALUE / (60 * 60 * 24 * 365);
-            scale = 60 * 60 * 24 * 365;
-            break;
+        for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+            len = ngx_strlen(units[i].name);
 
-        case 'M':
-            if (step >= st_month) {
-                return NGX_ERROR;
-            }
-            step = st_month;
-            max = NGX_MAX_INT_T_VALUE / (60 * 60 * 24 * 30);
-            scale = 60 * 60 * 24 * 30;
-            break;
-
-        case 'w':
-            if (step >= st_week) {
-                return NGX_ERROR;
-            }
-            step = st_week;
-            max = NGX_MAX_INT_T_VALUE / (60 * 60 * 24 * 7);
-            scale = 60 * 60 * 24 * 7;
-            break;
-
-        case 'd':
-            if (step >= st_day) {
-                return NGX_ERROR;
-            }
-            step = st_day;
-            max = NGX_MAX_INT_T_VALUE / (60 * 60 * 24);
-            scale = 60 * 60 * 24;
-            break;
-
-        case 'h':
-            if (step >= st_hour) {
-                return NGX_ERROR;
-            }
-            step = st_hour;
-            max = NGX_MAX_INT_T_VALUE / (60 * 60);
-            scale = 60 * 60;
-            break;
-
-        case 'm':
-            if (p < last && *p == 's') {
-                if (is_sec || step >= st_msec) {
-                    return NGX_ERROR;
-                }
-                p++;
-                step = st_msec;
-                max = NGX_MAX_INT_T_VALUE;
-                scale = 1;
+            if ((size_t) (last - p) >= len
+                && ngx_strncmp(p, units[i].name, len) == 0
+                && (len == 2 || i != 6 || last - p < 2 || p[1] != 's'))
+            {
                 break;
             }
+        }
 
-            if (step >= st_min) {
-                return NGX_ERROR;
-            }
-            step = st_min;
-            max = NGX_MAX_INT_T_VALUE / 60;
-            scale = 60;
-            break;
-
-        case 's':
-            if (step >= st_sec) {
-                return NGX_ERROR;
-            }
-            step = st_sec;
-            max = NGX_MAX_INT_T_VALUE;
-            scale = 1;
-            break;
-
-        case ' ':
-            if (step >= st_sec) {
-                return NGX_ERROR;
-            }
-            step = st_last;
-            max = NGX_MAX_INT_T_VALUE;
-            scale = 1;
-            break;
-
-        default:
+        if (i == sizeof(units) / sizeof(units[0])
+            || order[i] < rank
+            || (is_sec && i == 5)
+            || (!is_sec && i <= 1))
+        {
             return NGX_ERROR;
         }
 
-        if (step != st_msec && !is_sec) {
-            scale *= 1000;
-            max /= 1000;
-        }
+        rank = order[i] + 1;
+        p += ngx_strlen(units[i].name);
 
-        if (value > max) {
+        scale = is_sec ? units[i].ms / 1000 : units[i].ms;
+
+        if (value > (INT64_MAX - total) / (scale ? scale : 1)) {
             return NGX_ERROR;
         }
 
-        value *= scale;
-
-        if (total > NGX_MAX_INT_T_VALUE - value) {
-            return NGX_ERROR;
-        }
-
-        total += value;
-
+        total += value * scale;
         value = 0;
-
-        while (p < last && *p == ' ') {
-            p++;
-        }
+        digits = 0;
     }
 
-    if (!valid) {
-        return NGX_ERROR;
-    }
+    if (digits) {
+        /* a number without a unit: seconds, after any other unit */
 
-    if (!is_sec) {
-        if (value > NGX_MAX_INT_T_VALUE / 1000) {
+        if (rank > order[7]) {
             return NGX_ERROR;
         }
 
-        value *= 1000;
+        scale = is_sec ? 1 : 1000;
+
+        if (value > (INT64_MAX - total) / scale) {
+            return NGX_ERROR;
+        }
+
+        total += value * scale;
     }
 
-    if (total > NGX_MAX_INT_T_VALUE - value) {
+    if (total > NGX_MAX_INT_T_VALUE) {
         return NGX_ERROR;
     }
 
-    return total + value;
+    return (ngx_int_t) total;
 }
