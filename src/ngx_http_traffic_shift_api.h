@@ -103,6 +103,14 @@ ngx_int_t ngx_http_traffic_shift_api_rollout_ramp(ngx_http_request_t *r,
 ngx_int_t ngx_http_traffic_shift_api_rollout_act(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_req_t *req, ngx_uint_t action,
     ngx_uint_t if_match, ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_rollout_parse(
+    ngx_http_traffic_shift_split_t *split, json_t *root,
+    ngx_http_traffic_shift_sh_rollout_t *ro,
+    ngx_http_traffic_shift_api_err_t *err);
+ngx_int_t ngx_http_traffic_shift_api_rollout_ramp_parse(
+    ngx_http_traffic_shift_split_t *split, json_t *root,
+    ngx_http_traffic_shift_sh_rollout_t *ro,
+    ngx_http_traffic_shift_api_err_t *err);
 json_t *ngx_http_traffic_shift_api_rollout_json(ngx_http_request_t *r,
     ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_api_err_t *err);

@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_traffic_shift.h"
+#include "ngx_http_traffic_shift_lib.h"
 
 
 #define NGX_HTTP_TS_STATE_ERR_LEN  512
@@ -65,6 +66,14 @@ ngx_int_t ngx_http_traffic_shift_state_load(
 void ngx_http_traffic_shift_state_check_dir(
     ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log,
     ngx_uint_t writable);
+
+/* ngx_http_traffic_shift_state_json.c: the document, in the thread */
+
+json_t *ngx_http_traffic_shift_state_json(
+    ngx_http_traffic_shift_state_save_t *save);
+void ngx_http_traffic_shift_state_error(
+    ngx_http_traffic_shift_state_save_t *save, ngx_err_t err,
+    const char *fmt, ...);
 
 /* ngx_http_traffic_shift_state_write.c: writing in workers */
 
