@@ -56,9 +56,16 @@ static ngx_int_t ngx_http_traffic_shift_state_restore(
 static ngx_int_t ngx_http_traffic_shift_state_restore_split(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, json_t *saved, ngx_log_t *log);
+static void ngx_http_traffic_shift_state_log_restored(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *value_of,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_traffic_shift_state_weights(
     ngx_http_traffic_shift_split_t *split, json_t *weights,
     ngx_uint_t *value_of);
+static ngx_int_t ngx_http_traffic_shift_state_rollout_pools(
+    ngx_http_traffic_shift_split_t *split, json_t *obj,
+    ngx_http_traffic_shift_sh_rollout_t *ro);
 static ngx_int_t ngx_http_traffic_shift_state_rollout(
     ngx_http_traffic_shift_split_t *split, json_t *obj,
     ngx_http_traffic_shift_sh_rollout_t *ro);
@@ -185,6 +192,39 @@ done:
     mcf->sh->keep_file = (rc != NGX_OK);
 
     return rc;
+}
+
+
+static void
+ngx_http_traffic_shift_state_log_restored(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *value_of,
+    ngx_log_t *log)
+{
+    u_char                         *p, *last;
+    u_char                          text[NGX_HTTP_TS_MAX_POOLS
+                                         * (NGX_HTTP_TS_NAME_LEN + 9)];
+    ngx_uint_t                      i, n;
+    ngx_http_traffic_shift_pool_t  *pool;
+
+    pool = split->pools.elts;
+    n = split->pools.nelts;
+
+    p = text;
+    last = text + sizeof(text);
+
+    for (i = 0; i < n; i++) {
+        p = ngx_slprintf(p, last, "%s%V=", i ? " " : "", &pool[i].name);
+
+        if (last - p > 8) {
+            p = ngx_http_traffic_shift_print_weight(p, value_of[i]);
+        }
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "traffic_shift \"%V\": weights %*s restored from \"%V\", "
+                  "generation %ui", &split->name, p - text, text,
+                  &mcf->state_file, split->sh->generation);
 }
 
 
@@ -379,9 +419,6 @@ ngx_http_traffic_shift_state_restore_split(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, json_t *saved, ngx_log_t *log)
 {
-    u_char                         *p, *last;
-    u_char                               text[NGX_HTTP_TS_MAX_POOLS
-                                              * (NGX_HTTP_TS_NAME_LEN + 9)];
     json_t                              *weights, *value;
     ngx_int_t                            rc;
     ngx_uint_t                           i, n, generation, updated, source;
@@ -506,21 +543,7 @@ ngx_http_traffic_shift_state_restore_split(
         return NGX_OK;
     }
 
-    p = text;
-    last = text + sizeof(text);
-
-    for (i = 0; i < n; i++) {
-        p = ngx_slprintf(p, last, "%s%V=", i ? " " : "", &pool[i].name);
-
-        if (last - p > 8) {
-            p = ngx_http_traffic_shift_print_weight(p, value_of[i]);
-        }
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "traffic_shift \"%V\": weights %*s restored from \"%V\", "
-                  "generation %ui", &split->name, p - text, text,
-                  &mcf->state_file, split->sh->generation);
+    ngx_http_traffic_shift_state_log_restored(mcf, split, value_of, log);
 
     return NGX_OK;
 
@@ -682,8 +705,7 @@ ngx_http_traffic_shift_state_rollout(ngx_http_traffic_shift_split_t *split,
 {
     size_t                                 k;
     json_t                                *value, *item;
-    ngx_int_t                              w;
-    ngx_uint_t                             i, n, last;
+    ngx_uint_t                             i, n;
     const char                            *state;
     ngx_http_traffic_shift_state_field_t  *f;
 
@@ -732,46 +754,10 @@ ngx_http_traffic_shift_state_rollout(ngx_http_traffic_shift_split_t *split,
         return NGX_ERROR;
     }
 
-    value = json_object_get(obj, "baseline");
-
-    if (!json_is_array(value) || json_array_size(value) == 0) {
-        return NGX_ERROR;
-    }
-
-    json_array_foreach(value, k, item) {
-        if (ngx_http_traffic_shift_state_name(split, item, &i) != NGX_OK
-            || i == ro->pool
-            || (ro->baseline & ((ngx_uint_t) 1 << i)))
-        {
-            return NGX_ERROR;
-        }
-
-        ro->baseline |= (ngx_uint_t) 1 << i;
-    }
-
-    value = json_object_get(obj, "steps");
-
-    if (!json_is_array(value) || json_array_size(value) == 0
-        || json_array_size(value) > NGX_HTTP_TS_RO_MAX_STEPS)
+    if (ngx_http_traffic_shift_state_rollout_pools(split, obj, ro) != NGX_OK)
     {
         return NGX_ERROR;
     }
-
-    last = 0;
-
-    json_array_foreach(value, k, item) {
-        w = json_is_number(item) ? ngx_http_traffic_shift_json_to_weight(item)
-                                 : -1;
-
-        if (w <= (ngx_int_t) last || w > NGX_HTTP_TS_TOTAL) {
-            return NGX_ERROR;
-        }
-
-        ro->steps[k] = w;
-        last = w;
-    }
-
-    ro->nsteps = json_array_size(value);
 
     for (f = ngx_http_traffic_shift_state_fields; f->name; f++) {
         if (ngx_http_traffic_shift_state_field(obj, f->name, f->min, f->max,
@@ -854,6 +840,63 @@ ngx_http_traffic_shift_state_rollout(ngx_http_traffic_shift_split_t *split,
     }
 
     ro->nhistory = json_array_size(value);
+
+    return NGX_OK;
+}
+
+
+/* a saved rollout's baseline pools and steps */
+
+static ngx_int_t
+ngx_http_traffic_shift_state_rollout_pools(
+    ngx_http_traffic_shift_split_t *split, json_t *obj,
+    ngx_http_traffic_shift_sh_rollout_t *ro)
+{
+    size_t       k;
+    json_t      *value, *item;
+    ngx_int_t    w;
+    ngx_uint_t   i, last;
+
+    value = json_object_get(obj, "baseline");
+
+    if (!json_is_array(value) || json_array_size(value) == 0) {
+        return NGX_ERROR;
+    }
+
+    json_array_foreach(value, k, item) {
+        if (ngx_http_traffic_shift_state_name(split, item, &i) != NGX_OK
+            || i == ro->pool
+            || (ro->baseline & ((ngx_uint_t) 1 << i)))
+        {
+            return NGX_ERROR;
+        }
+
+        ro->baseline |= (ngx_uint_t) 1 << i;
+    }
+
+    value = json_object_get(obj, "steps");
+
+    if (!json_is_array(value) || json_array_size(value) == 0
+        || json_array_size(value) > NGX_HTTP_TS_RO_MAX_STEPS)
+    {
+        return NGX_ERROR;
+    }
+
+    last = 0;
+
+    json_array_foreach(value, k, item) {
+        w = json_is_number(item) ? ngx_http_traffic_shift_json_to_weight(item)
+                                 : -1;
+
+        if (w <= (ngx_int_t) last || w > NGX_HTTP_TS_TOTAL) {
+            return NGX_ERROR;
+        }
+
+        ro->steps[k] = w;
+        last = w;
+    }
+
+    ro->nsteps = json_array_size(value);
 
     return NGX_OK;
 }

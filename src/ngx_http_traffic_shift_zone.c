@@ -17,6 +17,9 @@ static ngx_int_t ngx_http_traffic_shift_zone_split(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, ngx_http_traffic_shift_sh_t *osh,
     ngx_log_t *log);
+static ngx_http_traffic_shift_sh_split_t *
+    ngx_http_traffic_shift_zone_new_split(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_str_t *name);
 static ngx_int_t ngx_http_traffic_shift_zone_server(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_upstream_t *ups,
@@ -285,21 +288,10 @@ ngx_http_traffic_shift_zone_split(ngx_http_traffic_shift_main_conf_t *mcf,
     }
 
     if (rec == NULL) {
-        rec = ngx_http_traffic_shift_zone_alloc(mcf,
-                     sizeof(ngx_http_traffic_shift_sh_split_t)
-                     + split->name.len);
+        rec = ngx_http_traffic_shift_zone_new_split(mcf, &split->name);
         if (rec == NULL) {
             return NGX_ERROR;
         }
-
-        ngx_memzero(rec, sizeof(ngx_http_traffic_shift_sh_split_t));
-
-        rec->name.data = (u_char *) rec
-                         + sizeof(ngx_http_traffic_shift_sh_split_t);
-        rec->name.len = split->name.len;
-        ngx_memcpy(rec->name.data, split->name.data, split->name.len);
-
-        ngx_queue_insert_tail(&mcf->sh->splits, &rec->queue);
     }
 
     same = src ? ngx_http_traffic_shift_zone_same_pools(split, src, map) : 0;
@@ -411,6 +403,32 @@ ngx_http_traffic_shift_zone_split(ngx_http_traffic_shift_main_conf_t *mcf,
     split->layout = layout;
 
     return NGX_OK;
+}
+
+
+/* a new record of a traffic_shift upstream, its name after it */
+
+static ngx_http_traffic_shift_sh_split_t *
+ngx_http_traffic_shift_zone_new_split(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_str_t *name)
+{
+    ngx_http_traffic_shift_sh_split_t  *rec;
+
+    rec = ngx_http_traffic_shift_zone_alloc(mcf,
+                 sizeof(ngx_http_traffic_shift_sh_split_t) + name->len);
+    if (rec == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(rec, sizeof(ngx_http_traffic_shift_sh_split_t));
+
+    rec->name.data = (u_char *) rec + sizeof(ngx_http_traffic_shift_sh_split_t);
+    rec->name.len = name->len;
+    ngx_memcpy(rec->name.data, name->data, name->len);
+
+    ngx_queue_insert_tail(&mcf->sh->splits, &rec->queue);
+
+    return rec;
 }
 
 
