@@ -67,6 +67,17 @@ void ngx_http_traffic_shift_state_check_dir(
     ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log,
     ngx_uint_t writable);
 
+/* ngx_http_traffic_shift_state_rollout.c: saved values, checked */
+
+ngx_int_t ngx_http_traffic_shift_state_number(json_t *value, ngx_uint_t min,
+    ngx_uint_t *n);
+ngx_int_t ngx_http_traffic_shift_state_weights(
+    ngx_http_traffic_shift_split_t *split, json_t *weights,
+    ngx_uint_t *value_of);
+ngx_int_t ngx_http_traffic_shift_state_rollout(
+    ngx_http_traffic_shift_split_t *split, json_t *obj,
+    ngx_http_traffic_shift_sh_rollout_t *ro);
+
 /* ngx_http_traffic_shift_state_json.c: the document, in the thread */
 
 json_t *ngx_http_traffic_shift_state_json(
