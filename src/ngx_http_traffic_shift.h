@@ -23,7 +23,7 @@
 #define NGX_HTTP_TS_ERR_LEN       64
 
 /* the layout of the shared zone; bump on any incompatible change */
-#define NGX_HTTP_TS_ZONE_MAGIC    0x74730003
+#define NGX_HTTP_TS_ZONE_MAGIC    0x74730004
 
 #define NGX_HTTP_TS_SRC_CONFIG    0
 #define NGX_HTTP_TS_SRC_API       1
@@ -79,6 +79,29 @@ typedef struct ngx_http_traffic_shift_health_conf_s
     ngx_http_traffic_shift_health_conf_t;
 typedef struct ngx_http_traffic_shift_upstream_s
     ngx_http_traffic_shift_upstream_t;
+
+
+/* outlier_detection of an upstream{} block (ngx_..._outlier.c) */
+
+typedef struct {
+    /* ejection: 0 is off; the ratio in 1/10000 */
+    ngx_uint_t                           consecutive_5xx;
+    ngx_uint_t                           consecutive_gateway;
+    ngx_uint_t                           failure_ratio;
+    ngx_uint_t                           min_requests;
+    ngx_msec_t                           window;
+    ngx_msec_t                           ejection;
+    ngx_msec_t                           max_ejection;
+    ngx_uint_t                           max_ejected;      /* percent */
+
+    /* slow start: 0 is off */
+    ngx_msec_t                           slow_start;
+
+    unsigned                             eject:1;
+
+    u_char                              *file_name;
+    ngx_uint_t                           line;
+} ngx_http_traffic_shift_outlier_conf_t;
 
 
 /* a state of a traffic_shift upstream's weights */
@@ -260,6 +283,39 @@ typedef struct {
     u_char                               last_error[NGX_HTTP_TS_ERR_LEN];
 
     /*
+     * outlier detection, atomic on the request path: consecutive 5xx and
+     * gateway failures of real responses, and the failure ratio's window
+     * (its start in ngx_current_msec, responses, failures)
+     */
+    ngx_atomic_t                         c5xx;
+    ngx_atomic_t                         cgateway;
+    ngx_atomic_t                         win_start;
+    ngx_atomic_t                         win_total;
+    ngx_atomic_t                         win_fail;
+
+    /*
+     * mutex to write, "ejected" and "ejections" read without a lock: the
+     * ejection (until and for how long, its wall-clock start, the doubling
+     * level, what crossed the limit), when the server last came back
+     */
+    ngx_atomic_t                         ejected;
+    ngx_atomic_t                         ejections;
+    ngx_msec_t                           eject_until;
+    ngx_msec_t                           eject_for;
+    time_t                               eject_time;
+    ngx_uint_t                           eject_level;
+    ngx_uint_t                           eject_why;
+    ngx_msec_t                           back_msec;
+
+    /*
+     * mutex to write, read without a lock: the server became up (probe
+     * recovery, end of an ejection, admin up, new in a reload) at
+     * "up_msec"; "ramp" is set then, for slow start
+     */
+    ngx_atomic_t                         ramp;
+    ngx_msec_t                           up_msec;
+
+    /*
      * mutex: an address resolved at run time: the list of those, and when
      * a worker last found it resolved (0: a configured server)
      */
@@ -294,6 +350,9 @@ typedef struct {
      * another one (new size or name); no change is accepted here any more
      */
     ngx_atomic_t                         retired;
+
+    /* atomic: the earliest end of an ejection (ngx_current_msec), 0: none */
+    ngx_atomic_t                         outlier_next;
 
     /* state file lock: the highest version written to the state file */
     ngx_atomic_t                         saved;
@@ -341,6 +400,11 @@ typedef struct {
     /* per worker: an address of a "server NAME resolve" */
     unsigned                             resolved:1;
 
+    /* per worker: its peer's name and index among the primary peers (or
+     * -1), as of the last sync */
+    ngx_str_t                           *peer_name;
+    ngx_int_t                            position;
+
     ngx_http_traffic_shift_sh_server_t  *sh;
 } ngx_http_traffic_shift_server_t;
 
@@ -357,6 +421,7 @@ struct ngx_http_traffic_shift_upstream_s {
     ngx_http_upstream_srv_conf_t        *uscf;
     ngx_http_upstream_init_peer_pt       original_init_peer;
     ngx_http_traffic_shift_health_conf_t *health;
+    ngx_http_traffic_shift_outlier_conf_t *outlier;
 
     /*
      * the configured servers ("nconf"), then, per worker, the addresses
@@ -375,6 +440,11 @@ struct ngx_http_traffic_shift_upstream_s {
     /* some servers are resolved at run time; they were read once */
     unsigned                             resolve:1;
     unsigned                             resolved:1;
+
+    /* per worker, as of the last sync: primary peers not down, and the
+     * end of the last slow start (ngx_current_msec) */
+    ngx_uint_t                           primary_live;
+    ngx_msec_t                           ramp_until;
 
     /* per worker: any server live, as of the last sync */
     unsigned                             live:1;
@@ -451,12 +521,15 @@ typedef struct {
     void                                *health;     /* health checker */
 
     void                                *rollout;    /* rollout driver */
+
+    void                                *outlier;    /* ejection timer */
 } ngx_http_traffic_shift_main_conf_t;
 
 
 typedef struct {
-    ngx_http_traffic_shift_health_conf_t *health;
-    ngx_http_traffic_shift_upstream_t    *ups;
+    ngx_http_traffic_shift_health_conf_t  *health;
+    ngx_http_traffic_shift_outlier_conf_t *outlier;
+    ngx_http_traffic_shift_upstream_t     *ups;
 } ngx_http_traffic_shift_srv_conf_t;
 
 

@@ -29,8 +29,12 @@
             "\"admin_down\":false,\"config_down\":false,\"backup\":false,"    \
             "\"passes\":,\"fails\":,\"last_probe\":\"1970-01-01T00:00:00Z\"," \
             "\"last_error\":\"\",\"probes\":{\"ok\":,\"fail\":,"               \
-            "\"timeout\":}},")                                                \
-     + 6 * NGX_ATOMIC_T_LEN)
+            "\"timeout\":},\"down_reason\":\"outlier\",\"outlier\":{"        \
+            "\"ejected\":false,\"ejections\":,\"ejected_at\":"              \
+            "\"1970-01-01T00:00:00Z\",\"ejected_for_ms\":,"                  \
+            "\"consecutive_5xx\":,\"consecutive_gateway\":},"                \
+            "\"slow_start\":{\"ramping\":false,\"share_percent\":100}},")    \
+     + 11 * NGX_ATOMIC_T_LEN)
 
 #define NGX_HTTP_TS_API_UPS_LEN                                               \
     (sizeof("\"\":{\"name\":\"\",\"health_check\":false,\"live\":,"            \
@@ -42,6 +46,11 @@ static u_char *ngx_http_traffic_shift_api_ups_text(u_char *p,
 static u_char *ngx_http_traffic_shift_api_server_text(u_char *p,
     ngx_http_traffic_shift_upstream_t *ups, ngx_uint_t id);
 static char *ngx_http_traffic_shift_api_state(
+    ngx_http_traffic_shift_upstream_t *ups,
+    ngx_http_traffic_shift_server_t *server);
+static char *ngx_http_traffic_shift_api_down_reason(
+    ngx_http_traffic_shift_server_t *server);
+static u_char *ngx_http_traffic_shift_api_outlier_text(u_char *p,
     ngx_http_traffic_shift_upstream_t *ups,
     ngx_http_traffic_shift_server_t *server);
 static size_t ngx_http_traffic_shift_api_last_error(
@@ -329,6 +338,7 @@ static u_char *
 ngx_http_traffic_shift_api_server_text(u_char *p,
     ngx_http_traffic_shift_upstream_t *ups, ngx_uint_t id)
 {
+    char                                *reason;
     u_char                               error[NGX_HTTP_TS_ERR_LEN];
     size_t                               len;
     ngx_tm_t                             tm;
@@ -375,11 +385,111 @@ ngx_http_traffic_shift_api_server_text(u_char *p,
         p = ngx_cpymem(p, "null", 4);
     }
 
-    return ngx_sprintf(p, ",\"probes\":{\"ok\":%uA,\"fail\":%uA,"
-                       "\"timeout\":%uA}}",
-                       sh->probes[NGX_HTTP_TS_PROBE_OK],
-                       sh->probes[NGX_HTTP_TS_PROBE_FAIL],
-                       sh->probes[NGX_HTTP_TS_PROBE_TIMEOUT]);
+    p = ngx_sprintf(p, ",\"probes\":{\"ok\":%uA,\"fail\":%uA,"
+                    "\"timeout\":%uA},\"down_reason\":",
+                    sh->probes[NGX_HTTP_TS_PROBE_OK],
+                    sh->probes[NGX_HTTP_TS_PROBE_FAIL],
+                    sh->probes[NGX_HTTP_TS_PROBE_TIMEOUT]);
+
+    reason = ngx_http_traffic_shift_api_down_reason(server);
+
+    if (reason) {
+        p = ngx_sprintf(p, "\"%s\"", reason);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    if (ups->outlier) {
+        p = ngx_http_traffic_shift_api_outlier_text(p, ups, server);
+    }
+
+    *p++ = '}';
+
+    return p;
+}
+
+
+/* why the server takes no requests: the first of these, or NULL */
+
+static char *
+ngx_http_traffic_shift_api_down_reason(ngx_http_traffic_shift_server_t *server)
+{
+    ngx_http_traffic_shift_sh_server_t  *sh;
+
+    sh = server->sh;
+
+    if (sh->admin_down) {
+        return "admin";
+    }
+
+    if (ngx_http_traffic_shift_conf_failed(server->conf_down)) {
+        return "config";
+    }
+
+    if (sh->state == NGX_HTTP_TS_DOWN) {
+        return "probe";
+    }
+
+    if (sh->ejected) {
+        return "outlier";
+    }
+
+    return NULL;
+}
+
+
+/* outlier detection and slow start, as the zone has them now */
+
+static u_char *
+ngx_http_traffic_shift_api_outlier_text(u_char *p,
+    ngx_http_traffic_shift_upstream_t *ups,
+    ngx_http_traffic_shift_server_t *server)
+{
+    ngx_tm_t                             tm;
+    ngx_msec_t                           elapsed, window;
+    ngx_uint_t                           share;
+    ngx_http_traffic_shift_sh_server_t  *sh;
+
+    sh = server->sh;
+
+    if (ups->outlier->eject) {
+        p = ngx_sprintf(p, ",\"outlier\":{\"ejected\":%s,\"ejections\":%uA,"
+                        "\"ejected_at\":",
+                        sh->ejected ? "true" : "false", sh->ejections);
+
+        if (sh->eject_time) {
+            ngx_gmtime(sh->eject_time, &tm);
+
+            p = ngx_sprintf(p, "\"%4d-%02d-%02dT%02d:%02d:%02dZ\"",
+                            tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                            tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+
+        } else {
+            p = ngx_cpymem(p, "null", 4);
+        }
+
+        p = ngx_sprintf(p, ",\"ejected_for_ms\":%M,\"consecutive_5xx\":%uA,"
+                        "\"consecutive_gateway\":%uA}",
+                        sh->eject_for, sh->c5xx, sh->cgateway);
+    }
+
+    window = ups->outlier->slow_start;
+
+    if (window == 0) {
+        return p;
+    }
+
+    share = 100;
+    elapsed = ngx_current_msec - sh->up_msec;
+
+    if (sh->ramp && (ngx_msec_int_t) elapsed >= 0 && elapsed < window) {
+        share = 10 + 90 * elapsed / window;
+    }
+
+    return ngx_sprintf(p, ",\"slow_start\":{\"ramping\":%s,"
+                       "\"share_percent\":%ui}",
+                       share < 100 ? "true" : "false", share);
 }
 
 
@@ -396,7 +506,7 @@ ngx_http_traffic_shift_api_state(ngx_http_traffic_shift_upstream_t *ups,
     }
 
     if (ngx_http_traffic_shift_conf_failed(server->conf_down)
-        || sh->state == NGX_HTTP_TS_DOWN)
+        || sh->state == NGX_HTTP_TS_DOWN || sh->ejected)
     {
         return "down";
     }

@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_traffic_shift_balancer.h"
+#include "ngx_http_traffic_shift_outlier.h"
 #include "ngx_http_traffic_shift_zone.h"
 #include "ngx_http_traffic_shift_lib.h"
 
@@ -22,9 +23,12 @@ static ngx_int_t ngx_http_traffic_shift_upstream_init_peer(
     ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us);
 static void ngx_http_traffic_shift_upstream_sync(
     ngx_http_traffic_shift_upstream_t *ups, ngx_log_t *log);
+static void ngx_http_traffic_shift_ramp_until(
+    ngx_http_traffic_shift_upstream_t *ups);
 static void ngx_http_traffic_shift_peers_sync(
     ngx_http_traffic_shift_upstream_t *ups,
-    ngx_http_upstream_rr_peers_t *peers, ngx_uint_t *n, ngx_uint_t *live);
+    ngx_http_upstream_rr_peers_t *peers, ngx_uint_t primary, ngx_uint_t *n,
+    ngx_uint_t *fail_open);
 static ngx_int_t ngx_http_traffic_shift_snapshot(
     ngx_http_traffic_shift_split_t *split, ngx_log_t *log);
 static ngx_http_traffic_shift_ctx_t *ngx_http_traffic_shift_decide(
@@ -131,6 +135,7 @@ ngx_http_traffic_shift_upstream_add(ngx_conf_t *cf,
 
     ups->uscf = uscf;
     ups->health = scf->health;
+    ups->outlier = scf->outlier;
     ups->live = 1;
 
     server = uscf->servers->elts;
@@ -238,6 +243,10 @@ ngx_http_traffic_shift_upstream_init_peer(ngx_http_request_t *r,
 
     scf = ngx_http_conf_upstream_srv_conf(us, ngx_http_traffic_shift_module);
 
+    if (scf->ups->outlier) {
+        return ngx_http_traffic_shift_outlier_init_peer(r, scf->ups);
+    }
+
     return scf->ups->original_init_peer(r, us);
 }
 
@@ -295,7 +304,7 @@ static void
 ngx_http_traffic_shift_upstream_sync(ngx_http_traffic_shift_upstream_t *ups,
     ngx_log_t *log)
 {
-    ngx_uint_t                     n, live, fail_open;
+    ngx_uint_t                     i, n, live, fail_open;
     ngx_http_upstream_rr_peers_t  *peers, *list;
 
     live = ngx_http_traffic_shift_zone_live(ups);
@@ -322,26 +331,71 @@ ngx_http_traffic_shift_upstream_sync(ngx_http_traffic_shift_upstream_t *ups,
     }
 
     n = 0;
+    ups->primary_live = 0;
+
+    for (i = 0; i < ups->nservers; i++) {
+        ups->servers[i].peer_name = NULL;
+        ups->servers[i].position = -1;
+    }
 
     /* shared peers (zone): each list under its own write lock */
 
     for (list = peers; list; list = list->next) {
         ngx_http_upstream_rr_peers_wlock(list);
-        ngx_http_traffic_shift_peers_sync(ups, list, &n, &fail_open);
+        ngx_http_traffic_shift_peers_sync(ups, list, list == peers, &n,
+                                          &fail_open);
         ngx_http_upstream_rr_peers_unlock(list);
+    }
+
+    if (ups->outlier && ups->outlier->slow_start) {
+        ngx_http_traffic_shift_ramp_until(ups);
+    }
+}
+
+
+/* per worker: when the last slow start of the upstream's servers ends */
+
+static void
+ngx_http_traffic_shift_ramp_until(ngx_http_traffic_shift_upstream_t *ups)
+{
+    ngx_msec_t                           now, until;
+    ngx_uint_t                           i;
+    ngx_http_traffic_shift_sh_server_t  *sh;
+
+    now = ngx_current_msec;
+    ups->ramp_until = now;
+
+    for (i = 0; i < ups->nservers; i++) {
+        sh = ups->servers[i].sh;
+
+        if (sh == NULL || !sh->ramp) {
+            continue;
+        }
+
+        until = sh->up_msec + ups->outlier->slow_start;
+
+        if ((ngx_msec_int_t) (until - ups->ramp_until) > 0) {
+            ups->ramp_until = until;
+        }
     }
 }
 
 
 static void
 ngx_http_traffic_shift_peers_sync(ngx_http_traffic_shift_upstream_t *ups,
-    ngx_http_upstream_rr_peers_t *peers, ngx_uint_t *n, ngx_uint_t *fail_open)
+    ngx_http_upstream_rr_peers_t *peers, ngx_uint_t primary, ngx_uint_t *n,
+    ngx_uint_t *fail_open)
 {
+    ngx_int_t                         position;
     ngx_uint_t                        i, down;
     ngx_http_upstream_rr_peer_t      *peer;
     ngx_http_traffic_shift_server_t  *server;
 
+    position = -1;
+
     for (peer = peers->peer; peer; peer = peer->next) {
+
+        position++;
 
         /* peers follow the servers' order; search only if they do not */
 
@@ -379,9 +433,21 @@ ngx_http_traffic_shift_peers_sync(ngx_http_traffic_shift_upstream_t *ups,
 
         down = !*fail_open
                && (server->sh->admin_down
+                   || server->sh->ejected
                    || server->sh->state == NGX_HTTP_TS_DOWN);
 
         ngx_http_traffic_shift_peer_set_down(peer, server->conf_down, down);
+
+        /* what outlier detection and slow start look up per request */
+
+        if (server->peer_name == NULL) {
+            server->peer_name = &peer->name;
+        }
+
+        if (primary) {
+            server->position = position;
+            ups->primary_live += (peer->down == 0);
+        }
     }
 }
 
@@ -562,7 +628,9 @@ ngx_http_traffic_shift_init_peer(ngx_http_request_t *r,
     if (decided
         && uscf->peer.init == ngx_http_traffic_shift_upstream_init_peer)
     {
-        rc = ctx->pool->ups->original_init_peer(r, uscf);
+        rc = ctx->pool->ups->outlier
+             ? ngx_http_traffic_shift_outlier_init_peer(r, ctx->pool->ups)
+             : ctx->pool->ups->original_init_peer(r, uscf);
 
     } else {
         rc = uscf->peer.init(r, uscf);

@@ -46,6 +46,8 @@ static void ngx_http_traffic_shift_metrics_rollouts(
     ngx_http_traffic_shift_metrics_ctx_t *ctx);
 static ngx_int_t ngx_http_traffic_shift_metrics_servers(
     ngx_http_traffic_shift_metrics_ctx_t *ctx);
+static u_char *ngx_http_traffic_shift_metrics_down(u_char *p, u_char *last,
+    ngx_str_t *ups, ngx_str_t *name, ngx_http_traffic_shift_server_t *server);
 static ngx_int_t ngx_http_traffic_shift_metrics_escape(ngx_pool_t *pool,
     ngx_str_t *src, ngx_str_t *dst);
 
@@ -84,13 +86,24 @@ static const char  *ngx_http_traffic_shift_metrics_ro_states[] = {
 
 #define NGX_HTTP_TS_METRICS_UP                                                \
     "# HELP traffic_shift_server_up 1 if the server takes requests: not "    \
-    "down in the configuration, by health checks or by an administrator.\n"  \
+    "down in the configuration, by health checks, by an administrator or "   \
+    "ejected.\n"                                                             \
     "# TYPE traffic_shift_server_up gauge\n"
 
 #define NGX_HTTP_TS_METRICS_PROBES                                            \
     "# HELP traffic_shift_probes_total Health probes of the server, by "     \
     "result.\n"                                                               \
     "# TYPE traffic_shift_probes_total counter\n"
+
+#define NGX_HTTP_TS_METRICS_DOWN                                              \
+    "# HELP traffic_shift_server_down 1 if the server is down for the "      \
+    "reason: config, admin, probe, outlier.\n"                               \
+    "# TYPE traffic_shift_server_down gauge\n"
+
+#define NGX_HTTP_TS_METRICS_EJECTIONS                                         \
+    "# HELP traffic_shift_server_ejections_total Ejections of the server "   \
+    "by outlier detection.\n"                                                \
+    "# TYPE traffic_shift_server_ejections_total counter\n"
 
 #define NGX_HTTP_TS_METRICS_DURATION                                          \
     "# HELP traffic_shift_upstream_response_duration_seconds Response "      \
@@ -121,6 +134,7 @@ static const char  *ngx_http_traffic_shift_metrics_ro_states[] = {
     NGX_HTTP_TS_METRICS_WEIGHT NGX_HTTP_TS_METRICS_REQUESTS                   \
     NGX_HTTP_TS_METRICS_RESPONSES NGX_HTTP_TS_METRICS_GENERATION              \
     NGX_HTTP_TS_METRICS_UP NGX_HTTP_TS_METRICS_PROBES                         \
+    NGX_HTTP_TS_METRICS_DOWN NGX_HTTP_TS_METRICS_EJECTIONS                    \
     NGX_HTTP_TS_METRICS_DURATION NGX_HTTP_TS_METRICS_ERRORS                   \
     NGX_HTTP_TS_METRICS_RO_STEP NGX_HTTP_TS_METRICS_RO_STATE                  \
     NGX_HTTP_TS_METRICS_ROLLOUTS
@@ -252,8 +266,9 @@ ngx_http_traffic_shift_metrics_prepare(
         }
 
         for (j = 0; j < ups->nservers; j++) {
-            /* up, and probes by result when checked */
-            *size += (1 + (ups->health ? NGX_HTTP_TS_PROBE_RESULTS : 0))
+            /* up, down by reason, ejections, probes by result */
+            *size += (1 + 4 + (ups->outlier != NULL)
+                      + (ups->health ? NGX_HTTP_TS_PROBE_RESULTS : 0))
                      * (NGX_HTTP_TS_METRICS_LINE + ctx->ups[i].len
                         + 2 * ups->servers[j].name.len);
         }
@@ -536,26 +551,46 @@ ngx_http_traffic_shift_metrics_servers(
 {
     u_char                              *p, *last;
     ngx_str_t                            name;
-    ngx_uint_t                           i, j, k, probes;
+    ngx_uint_t                           i, j, k, family;
     ngx_http_traffic_shift_server_t     *server;
     ngx_http_traffic_shift_upstream_t  **upsp, *ups;
 
     last = ctx->last;
     upsp = ctx->mcf->upstreams.elts;
 
-    for (probes = 0; probes < 2; probes++) {
+    for (family = 0; family < 4; family++) {
 
-        ctx->p = probes
-            ? ngx_http_traffic_shift_metrics_text(ctx->p,
-                                                  NGX_HTTP_TS_METRICS_PROBES)
-            : ngx_http_traffic_shift_metrics_text(ctx->p,
-                                                  NGX_HTTP_TS_METRICS_UP);
+        switch (family) {
+
+        case 0:
+            ctx->p = ngx_http_traffic_shift_metrics_text(ctx->p,
+                                                   NGX_HTTP_TS_METRICS_UP);
+            break;
+
+        case 1:
+            ctx->p = ngx_http_traffic_shift_metrics_text(ctx->p,
+                                                   NGX_HTTP_TS_METRICS_PROBES);
+            break;
+
+        case 2:
+            ctx->p = ngx_http_traffic_shift_metrics_text(ctx->p,
+                                                   NGX_HTTP_TS_METRICS_DOWN);
+            break;
+
+        default:
+            ctx->p = ngx_http_traffic_shift_metrics_text(ctx->p,
+                                                NGX_HTTP_TS_METRICS_EJECTIONS);
+        }
+
         p = ctx->p;
 
         for (i = 0; i < ctx->mcf->upstreams.nelts; i++) {
             ups = upsp[i];
 
-            if (ctx->ups[i].data == NULL || (probes && ups->health == NULL)) {
+            if (ctx->ups[i].data == NULL
+                || (family == 1 && ups->health == NULL)
+                || (family == 3 && ups->outlier == NULL))
+            {
                 continue;
             }
 
@@ -574,12 +609,27 @@ ngx_http_traffic_shift_metrics_servers(
                     return NGX_ERROR;
                 }
 
-                if (!probes) {
+                if (family == 0) {
                     p = ngx_slprintf(p, last,
                              "traffic_shift_server_up{upstream=\"%V\","
                              "server=\"%V\"} %d\n", &ctx->ups[i], &name,
                              ngx_http_traffic_shift_zone_server_live(server)
                              ? 1 : 0);
+                    continue;
+                }
+
+                if (family == 2) {
+                    p = ngx_http_traffic_shift_metrics_down(p, last,
+                                                            &ctx->ups[i],
+                                                            &name, server);
+                    continue;
+                }
+
+                if (family == 3) {
+                    p = ngx_slprintf(p, last,
+                             "traffic_shift_server_ejections_total{"
+                             "upstream=\"%V\",server=\"%V\"} %uA\n",
+                             &ctx->ups[i], &name, server->sh->ejections);
                     continue;
                 }
 
@@ -598,6 +648,35 @@ ngx_http_traffic_shift_metrics_servers(
     }
 
     return NGX_OK;
+}
+
+
+/* the reasons a server is down: each 0 or 1, several may hold */
+
+static u_char *
+ngx_http_traffic_shift_metrics_down(u_char *p, u_char *last, ngx_str_t *ups,
+    ngx_str_t *name, ngx_http_traffic_shift_server_t *server)
+{
+    ngx_uint_t                           k, down[4];
+    ngx_http_traffic_shift_sh_server_t  *sh;
+
+    static const char  *reasons[] = { "config", "admin", "probe", "outlier" };
+
+    sh = server->sh;
+
+    down[0] = ngx_http_traffic_shift_conf_failed(server->conf_down) ? 1 : 0;
+    down[1] = sh->admin_down ? 1 : 0;
+    down[2] = (sh->state == NGX_HTTP_TS_DOWN);
+    down[3] = sh->ejected ? 1 : 0;
+
+    for (k = 0; k < 4; k++) {
+        p = ngx_slprintf(p, last,
+                         "traffic_shift_server_down{upstream=\"%V\","
+                         "server=\"%V\",reason=\"%s\"} %ui\n",
+                         ups, name, reasons[k], down[k]);
+    }
+
+    return p;
 }
 
 

@@ -8,6 +8,7 @@
 #include "ngx_http_traffic_shift_zone.h"
 #include "ngx_http_traffic_shift_balancer.h"
 #include "ngx_http_traffic_shift_health.h"
+#include "ngx_http_traffic_shift_outlier.h"
 #include "ngx_http_traffic_shift_api.h"
 #include "ngx_http_traffic_shift_state.h"
 #include "ngx_http_traffic_shift_rollout.h"
@@ -68,6 +69,13 @@ static ngx_command_t  ngx_http_traffic_shift_commands[] = {
     { ngx_string("health_check"),
       NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
       ngx_http_traffic_shift_health_check,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("outlier_detection"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
+      ngx_http_traffic_shift_outlier_detection,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
@@ -170,7 +178,7 @@ ngx_http_traffic_shift_postconfiguration(ngx_conf_t *cf)
         scf = ngx_http_conf_upstream_srv_conf(uscfp[i],
                                               ngx_http_traffic_shift_module);
 
-        if (scf->health
+        if ((scf->health || scf->outlier)
             && ngx_http_traffic_shift_upstream_add(cf, uscfp[i]) == NULL)
         {
             return NGX_ERROR;
@@ -181,6 +189,10 @@ ngx_http_traffic_shift_postconfiguration(ngx_conf_t *cf)
 
     for (i = 0; i < mcf->upstreams.nelts; i++) {
         if (ngx_http_traffic_shift_upstream_wrap(cf, upsp[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_traffic_shift_outlier_check(cf, upsp[i]) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -384,6 +396,10 @@ ngx_http_traffic_shift_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_traffic_shift_state_init_process(cycle);
 
+    if (ngx_http_traffic_shift_outlier_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_traffic_shift_rollout_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -397,6 +413,7 @@ ngx_http_traffic_shift_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_traffic_shift_health_exit_process(cycle);
     ngx_http_traffic_shift_rollout_exit_process(cycle);
+    ngx_http_traffic_shift_outlier_exit_process(cycle);
 }
 
 

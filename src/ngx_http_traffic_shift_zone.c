@@ -537,6 +537,14 @@ ngx_http_traffic_shift_zone_server(ngx_http_traffic_shift_main_conf_t *mcf,
             rec->probes[i] = 0;
         }
 
+        ngx_http_traffic_shift_zone_server_reset(rec);
+
+        /* new in a reload: it ramps up (slow start); not at a start */
+
+        if (osh || mcf->sh->epoch > 1) {
+            ngx_http_traffic_shift_zone_server_up(rec);
+        }
+
     } else if (src != rec) {
         rec->state = src->state;
         rec->admin_down = src->admin_down;
@@ -550,6 +558,13 @@ ngx_http_traffic_shift_zone_server(ngx_http_traffic_shift_main_conf_t *mcf,
         }
 
         ngx_memcpy(rec->last_error, src->last_error, sizeof(rec->last_error));
+
+        ngx_http_traffic_shift_zone_server_copy(rec, src);
+
+        if (rec->ejected) {
+            /* the ejection ends by this zone's sweep */
+            mcf->sh->outlier_next = 1;
+        }
     }
 
     rec->seen = mcf->sh->epoch;

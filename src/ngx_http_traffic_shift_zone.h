@@ -144,7 +144,38 @@ ngx_int_t ngx_http_traffic_shift_zone_rollout_lease(
     ngx_http_traffic_shift_main_conf_t *mcf, ngx_msec_t lease,
     ngx_uint_t release);
 
-/* not down by configuration, probes or an admin mark */
+/* outlier ejection (ngx_http_traffic_shift_zone_outlier.c) */
+
+#define NGX_HTTP_TS_EJECT_5XX       1
+#define NGX_HTTP_TS_EJECT_GATEWAY   2
+#define NGX_HTTP_TS_EJECT_RATIO     3
+
+typedef struct {
+    ngx_uint_t                           why;
+    ngx_uint_t                           count;
+    ngx_uint_t                           total;
+    ngx_msec_t                           duration;
+    ngx_uint_t                           level;
+    ngx_uint_t                           ejected;
+    ngx_uint_t                           allowed;
+    ngx_uint_t                           live;
+} ngx_http_traffic_shift_eject_t;
+
+ngx_int_t ngx_http_traffic_shift_zone_outlier_eject(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_upstream_t *ups,
+    ngx_http_traffic_shift_server_t *server,
+    ngx_http_traffic_shift_eject_t *e);
+void ngx_http_traffic_shift_zone_outlier_sweep(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_log_t *log);
+
+void ngx_http_traffic_shift_zone_server_reset(
+    ngx_http_traffic_shift_sh_server_t *sh);
+void ngx_http_traffic_shift_zone_server_copy(
+    ngx_http_traffic_shift_sh_server_t *sh,
+    ngx_http_traffic_shift_sh_server_t *src);
+
+/* not down by configuration, probes, an admin mark or an ejection */
 ngx_uint_t ngx_http_traffic_shift_zone_server_live(
     ngx_http_traffic_shift_server_t *server);
 /* the number of live servers of an upstream{} block */
@@ -181,6 +212,17 @@ static ngx_inline void
 ngx_http_traffic_shift_zone_changed(ngx_http_traffic_shift_main_conf_t *mcf)
 {
     (void) ngx_atomic_fetch_add(&mcf->sh->version, 1);
+}
+
+
+/* under the slab mutex: the server became up now; slow start from here */
+
+static ngx_inline void
+ngx_http_traffic_shift_zone_server_up(ngx_http_traffic_shift_sh_server_t *sh)
+{
+    sh->up_msec = ngx_current_msec;
+    ngx_memory_barrier();
+    sh->ramp = 1;
 }
 
 

@@ -191,6 +191,7 @@ ngx_http_traffic_shift_zone_server_live(ngx_http_traffic_shift_server_t *server)
 {
     return !server->conf_down
            && !server->sh->admin_down
+           && !server->sh->ejected
            && server->sh->state != NGX_HTTP_TS_DOWN;
 }
 
@@ -245,6 +246,11 @@ ngx_http_traffic_shift_zone_admin_down(
      */
 
     if (server->sh->admin_down != down || if_match) {
+
+        if (server->sh->admin_down && !down) {
+            ngx_http_traffic_shift_zone_server_up(server->sh);
+        }
+
         server->sh->admin_down = down;
         ngx_http_traffic_shift_zone_changed(mcf);
     }
@@ -353,7 +359,21 @@ ngx_http_traffic_shift_zone_probe(ngx_http_traffic_shift_main_conf_t *mcf,
 
         if (sh->state == NGX_HTTP_TS_DOWN && sh->passes >= passes) {
             sh->state = NGX_HTTP_TS_UP;
+            ngx_http_traffic_shift_zone_server_up(sh);
             flip = 1;
+        }
+
+        /* a passing probe ends an ejection */
+
+        if (sh->ejected) {
+            sh->ejected = 0;
+            sh->back_msec = ngx_current_msec;
+            ngx_http_traffic_shift_zone_server_up(sh);
+            ngx_http_traffic_shift_zone_changed(mcf);
+
+            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                          "traffic_shift: server \"%V\" is back from its "
+                          "ejection: a health check passed", &sh->key);
         }
 
     } else {
@@ -393,4 +413,49 @@ ngx_http_traffic_shift_zone_release(ngx_http_traffic_shift_main_conf_t *mcf,
     }
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/* the outlier and slow start fields of a record: anew, or as in another */
+
+void
+ngx_http_traffic_shift_zone_server_reset(ngx_http_traffic_shift_sh_server_t *sh)
+{
+    sh->c5xx = 0;
+    sh->cgateway = 0;
+    sh->win_start = 0;
+    sh->win_total = 0;
+    sh->win_fail = 0;
+    sh->ejected = 0;
+    sh->ejections = 0;
+    sh->eject_until = 0;
+    sh->eject_for = 0;
+    sh->eject_time = 0;
+    sh->eject_level = 0;
+    sh->eject_why = 0;
+    sh->back_msec = 0;
+    sh->ramp = 0;
+    sh->up_msec = 0;
+}
+
+
+void
+ngx_http_traffic_shift_zone_server_copy(ngx_http_traffic_shift_sh_server_t *sh,
+    ngx_http_traffic_shift_sh_server_t *src)
+{
+    sh->c5xx = 0;
+    sh->cgateway = 0;
+    sh->win_start = 0;
+    sh->win_total = 0;
+    sh->win_fail = 0;
+    sh->ejected = src->ejected;
+    sh->ejections = src->ejections;
+    sh->eject_until = src->eject_until;
+    sh->eject_for = src->eject_for;
+    sh->eject_time = src->eject_time;
+    sh->eject_level = src->eject_level;
+    sh->eject_why = src->eject_why;
+    sh->back_msec = src->back_msec;
+    sh->ramp = src->ramp;
+    sh->up_msec = src->up_msec;
 }
