@@ -15,10 +15,10 @@
  * consecutive 5xx, consecutive gateway failures, a failure ratio over a
  * window.  A server past a limit is ejected (the zone, under its mutex);
  * a timer in every worker ends ejections whose time is over.  A server
- * that became up ramps its share of the upstream's requests from 10% to
- * all of it over "slow_start": each request leaves it out with the
- * probability that keeps its share there, and round robin (or least_conn)
- * chooses among the others as it always does.
+ * that became up ramps from 10% to all of the requests it would get over
+ * "slow_start": each request leaves it out with the probability that keeps
+ * it there, and round robin (or least_conn) chooses among the others as it
+ * always does.
  */
 
 
@@ -469,9 +469,10 @@ ngx_http_traffic_shift_outlier_init_peer(ngx_http_request_t *r,
 
 /*
  * Each ramping server is left out of this request unless a draw below its
- * share says otherwise: its share of the choices is then that of a weight
- * scaled by the share.  Never when no other primary peer could take the
- * request: round robin would go to the backup servers, or answer 502.
+ * share says otherwise: it then gets that share of the requests it would
+ * get at full weight, linear in time.  Never when no other primary peer
+ * could take the request: round robin would go to the backup servers, or
+ * answer 502.
  */
 
 static void
