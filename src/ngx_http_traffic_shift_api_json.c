@@ -48,6 +48,7 @@ static u_char *ngx_http_traffic_shift_api_server_text(u_char *p,
 static char *ngx_http_traffic_shift_api_state(
     ngx_http_traffic_shift_upstream_t *ups,
     ngx_http_traffic_shift_server_t *server);
+static u_char *ngx_http_traffic_shift_api_time(u_char *p, time_t t);
 static char *ngx_http_traffic_shift_api_down_reason(
     ngx_http_traffic_shift_server_t *server);
 static u_char *ngx_http_traffic_shift_api_outlier_text(u_char *p,
@@ -341,7 +342,6 @@ ngx_http_traffic_shift_api_server_text(u_char *p,
     char                                *reason;
     u_char                               error[NGX_HTTP_TS_ERR_LEN];
     size_t                               len;
-    ngx_tm_t                             tm;
     ngx_http_traffic_shift_server_t     *server;
     ngx_http_traffic_shift_sh_server_t  *sh;
 
@@ -361,16 +361,7 @@ ngx_http_traffic_shift_api_server_text(u_char *p,
                     server->backup ? "true" : "false",
                     sh->passes, sh->fails);
 
-    if (sh->last_probe) {
-        ngx_gmtime(sh->last_probe, &tm);
-
-        p = ngx_sprintf(p, "\"%4d-%02d-%02dT%02d:%02d:%02dZ\"",
-                        tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
+    p = ngx_http_traffic_shift_api_time(p, sh->last_probe);
 
     p = ngx_cpymem(p, ",\"last_error\":", sizeof(",\"last_error\":") - 1);
 
@@ -405,6 +396,23 @@ ngx_http_traffic_shift_api_server_text(u_char *p,
     }
 
     *p++ = '}';
+
+    return p;
+}
+
+
+/* a time as a JSON string, or null for none */
+
+static u_char *
+ngx_http_traffic_shift_api_time(u_char *p, time_t t)
+{
+    if (t == 0) {
+        return ngx_cpymem(p, "null", 4);
+    }
+
+    *p++ = '"';
+    p = ngx_http_traffic_shift_time_text(p, t);
+    *p++ = '"';
 
     return p;
 }
@@ -446,7 +454,6 @@ ngx_http_traffic_shift_api_outlier_text(u_char *p,
     ngx_http_traffic_shift_upstream_t *ups,
     ngx_http_traffic_shift_server_t *server)
 {
-    ngx_tm_t                             tm;
     ngx_msec_t                           elapsed, window;
     ngx_uint_t                           share;
     ngx_http_traffic_shift_sh_server_t  *sh;
@@ -458,16 +465,7 @@ ngx_http_traffic_shift_api_outlier_text(u_char *p,
                         "\"ejected_at\":",
                         sh->ejected ? "true" : "false", sh->ejections);
 
-        if (sh->eject_time) {
-            ngx_gmtime(sh->eject_time, &tm);
-
-            p = ngx_sprintf(p, "\"%4d-%02d-%02dT%02d:%02d:%02dZ\"",
-                            tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                            tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
-
-        } else {
-            p = ngx_cpymem(p, "null", 4);
-        }
+        p = ngx_http_traffic_shift_api_time(p, sh->eject_time);
 
         p = ngx_sprintf(p, ",\"ejected_for_ms\":%M,\"consecutive_5xx\":%uA,"
                         "\"consecutive_gateway\":%uA}",

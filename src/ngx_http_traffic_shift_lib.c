@@ -203,20 +203,30 @@ ngx_http_traffic_shift_json_str(u_char *p, size_t len)
 json_t *
 ngx_http_traffic_shift_json_time(time_t t)
 {
-    u_char     text[sizeof("1970-01-01T00:00:00Z")];
-    ngx_tm_t   tm;
+    u_char  text[NGX_HTTP_TS_TIME_LEN];
 
     if (t == 0) {
         return json_null();
     }
 
+    (void) ngx_http_traffic_shift_time_text(text, t);
+
+    return json_stringn((char *) text, NGX_HTTP_TS_TIME_LEN);
+}
+
+
+/* ISO 8601 in UTC, NGX_HTTP_TS_TIME_LEN bytes, not NUL-terminated */
+
+u_char *
+ngx_http_traffic_shift_time_text(u_char *p, time_t t)
+{
+    ngx_tm_t  tm;
+
     ngx_gmtime(t, &tm);
 
-    (void) ngx_sprintf(text, "%4d-%02d-%02dT%02d:%02d:%02dZ",
+    return ngx_sprintf(p, "%4d-%02d-%02dT%02d:%02d:%02dZ",
                        tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
-
-    return json_stringn((char *) text, sizeof(text) - 1);
 }
 
 

@@ -37,7 +37,11 @@ ngx_int_t ngx_http_traffic_shift_find_server(
     ngx_http_traffic_shift_upstream_t *ups, u_char *name, size_t len);
 
 json_t *ngx_http_traffic_shift_json_str(u_char *p, size_t len);
+/* "1970-01-01T00:00:00Z" */
+#define NGX_HTTP_TS_TIME_LEN  20
+
 json_t *ngx_http_traffic_shift_json_time(time_t t);
+u_char *ngx_http_traffic_shift_time_text(u_char *p, time_t t);
 json_t *ngx_http_traffic_shift_json_weight(ngx_uint_t weight);
 json_t *ngx_http_traffic_shift_json_pools(
     ngx_http_traffic_shift_split_t *split, ngx_uint_t mask);
