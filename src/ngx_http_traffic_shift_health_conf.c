@@ -614,7 +614,10 @@ ngx_http_traffic_shift_health_header(ngx_conf_t *cf,
 
     /* "Name: value", with one space after the colon */
 
-    ngx_memcpy(p, hc->headers.data, hc->headers.len);
+    if (hc->headers.len) {
+        ngx_memcpy(p, hc->headers.data, hc->headers.len);
+    }
+
     hc->headers.data = p;
     p += hc->headers.len;
 

@@ -55,7 +55,8 @@ ok(run("req -x509 $ec -subj /CN=TestCA -keyout ca.key -out ca.pem -days 2")
 $tls->write_config(<<'EOF');
 http {
     log_format probe '$server_port "$request" $status "$ssl_server_name" '
-                     '"$ssl_protocol" "$ssl_cipher" "$ssl_client_s_dn"';
+                     '"$ssl_protocol" "$ssl_cipher" "$ssl_client_s_dn" '
+                     '$connection';
     access_log %%TESTDIR%%/tls.log probe;
     server {
         listen 127.0.0.1:%%PORT_good%% ssl;
@@ -220,13 +221,22 @@ for my $ups (@all) {
 
 # what the backend saw
 
-my %seen;
+my $q = '"([^"]*)"';
+my $entry = qr/^(\d+) "\S+ (\S+) [^"]*" (\d+) $q $q $q $q (\d+)/;
+my (%seen, %conns);
 for my $line (split /\n/, $tls->read_file('tls.log') // '') {
-    my ($port, $uri, $status, $sni, $proto, $cipher, $dn) = $line =~
-        /^(\d+) "\S+ (\S+) [^"]*" (\d+) "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)"/
+    my ($port, $uri, $status, $sni, $proto, $cipher, $dn, $conn) =
+        $line =~ $entry
         or next;
     $seen{$uri} //= { status => $status, sni => $sni, proto => $proto,
                       cipher => $cipher, dn => $dn };
+    $conns{$uri}{$conn}++;
+}
+
+for my $uri (qw(/v_ok /m_cert)) {
+    my @c = keys %{$conns{$uri} // {}};
+    is(scalar @c, 1, "$uri: the probes kept one TLS connection ("
+       . ($c[0] ? $conns{$uri}{$c[0]} : 0) . ' probes)');
 }
 
 is($seen{'/v_host'}{sni}, 'backend.test', 'SNI: host= without its port');
