@@ -58,7 +58,7 @@ $t->write_config(<<'EOF');
 http {
     upstream ka {
         server 127.0.0.1:%%PORT_ka%%;
-        health_check uri=/ka interval=100ms;
+        health_check uri=/ka interval=100ms timeout=500ms;
     }
     upstream kreq {
         server 127.0.0.1:%%PORT_kreq%%;
@@ -143,6 +143,49 @@ for my $ups (qw(ka kreq ktime koff race)) {
     is($srv->{state}, 'up', "$ups: up");
     is($srv->{probes}{fail} // -1, 0, "$ups: no probe failed")
         or diag(explain $srv);
+}
+
+# the lease moves: the worker that held it, stopped for longer than the
+# lease, closes its kept connection once it runs again and sees another
+# worker probing
+
+# established connections from the proxy to a port, from /proc/net/tcp
+sub established {
+    my ($port) = @_;
+    my $n = 0;
+    for my $line (split /\n/, $t->read_file('/proc/net/tcp') // '') {
+        my ($rem, $st) = $line =~ /^\s*\d+: \S+ [0-9A-F]+:([0-9A-F]+) (\S+)/
+            or next;
+        $n++ if hex($rem) == $port && $st eq '01';
+    }
+    return $n;
+}
+
+my $kport = $t->port('ka');
+is(established($kport), 1, 'one kept connection to the ka backend');
+
+my ($owner) = $t->error_log =~
+    /(\d+)#\d+: traffic_shift: this worker now checks the health of server \S+ in upstream "ka"/;
+ok($owner, "the worker probing ka: $owner");
+
+if ($owner) {
+    kill 'STOP', $owner;
+    my $moved = $t->wait_for(sub {
+        $t->error_log =~ /(\d+)#\d+: traffic_shift: this worker now checks the health of server \S+ in upstream "ka"/
+            && grep { $_ != $owner }
+                   $t->error_log =~ /(\d+)#\d+: traffic_shift: this worker now checks the health of server \S+ in upstream "ka"/g
+    }, timeout => 10, what => 'lease moved');
+    my $two = $t->wait_for(sub { established($kport) == 2 },
+                           timeout => 5, what => 'two connections');
+    kill 'CONT', $owner;
+    ok($moved, 'the lease moved to the other worker');
+    ok($two, 'the new owner opened its own connection');
+    ok($t->wait_for(sub { established($kport) == 1 },
+                    timeout => 10, what => 'one connection again'),
+       'the old owner closed its kept connection: one connection left');
+    my @owners = $t->error_log =~ /(\d+)#\d+: traffic_shift: this worker now checks the health of server \S+ in upstream "ka"/g;
+    is($owners[-1], (grep { $_ != $owner } @owners)[-1],
+       'the lease stayed with the new owner');
 }
 
 # reload: the old workers close their kept connections and exit
