@@ -375,7 +375,7 @@ ngx_http_traffic_shift_health_drop(ngx_http_traffic_shift_main_conf_t *mcf,
         ngx_del_timer(&rp->probe.timer);
     }
 
-    if (rp->probe.busy) {
+    if (rp->probe.busy || rp->probe.pc.connection) {
         ngx_http_traffic_shift_probe_close(&rp->probe);
     }
 
@@ -534,7 +534,10 @@ ngx_http_traffic_shift_health_exit_process(ngx_cycle_t *cycle)
         ngx_http_traffic_shift_health_drop(mcf, rp);
     }
 
-    /* no socket is left open, and the leases go to the other workers */
+    /*
+     * no socket is left open, neither of a probe in flight nor a kept one,
+     * and the leases go to the other workers
+     */
 
     for (i = 0; i < hs->nprobes; i++) {
         probe = &hs->probes[i];
@@ -543,7 +546,7 @@ ngx_http_traffic_shift_health_exit_process(ngx_cycle_t *cycle)
             ngx_del_timer(&probe->timer);
         }
 
-        if (probe->busy) {
+        if (probe->busy || probe->pc.connection) {
             ngx_http_traffic_shift_probe_close(probe);
         }
     }
@@ -568,6 +571,7 @@ ngx_http_traffic_shift_health_exit_process(ngx_cycle_t *cycle)
 static void
 ngx_http_traffic_shift_health_timer(ngx_event_t *ev)
 {
+    ngx_int_t                        rc;
     ngx_msec_t                       delay;
     ngx_http_traffic_shift_probe_t  *probe;
 
@@ -579,6 +583,11 @@ ngx_http_traffic_shift_health_timer(ngx_event_t *ev)
            != probe->mcf)
     {
         /* no probe is started by a worker that is exiting */
+
+        if (!probe->busy && probe->pc.connection) {
+            ngx_http_traffic_shift_probe_close(probe);
+        }
+
         ngx_http_traffic_shift_zone_release(probe->mcf, probe->server->sh);
         return;
     }
@@ -589,7 +598,16 @@ ngx_http_traffic_shift_health_timer(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_traffic_shift_health_lease(probe, &delay) != NGX_OK) {
+    rc = ngx_http_traffic_shift_health_lease(probe, &delay);
+
+    if (rc != NGX_OK) {
+
+        /* another worker probes the server now: its connection is kept */
+
+        if (rc == NGX_BUSY && probe->pc.connection) {
+            ngx_http_traffic_shift_probe_close(probe);
+        }
+
         ngx_add_timer(ev, delay);
         return;
     }
@@ -608,7 +626,8 @@ ngx_http_traffic_shift_health_timer(ngx_event_t *ev)
 
 /*
  * NGX_OK: this worker holds the lease and a probe is due, it starts now;
- * otherwise "delay" says when to look again.
+ * otherwise "delay" says when to look again: NGX_BUSY, another worker
+ * holds the lease; NGX_DECLINED, this one, and the probe is not due.
  */
 
 static ngx_int_t
@@ -640,7 +659,7 @@ ngx_http_traffic_shift_health_lease(ngx_http_traffic_shift_probe_t *probe,
 
         *delay = left + 1 + ngx_random() % (conf->interval / 8 + 1);
 
-        return NGX_DECLINED;
+        return NGX_BUSY;
     }
 
     due = sh->last_probe_msec + conf->interval;

@@ -18,6 +18,9 @@
 /* status codes 0..599, one bit each */
 #define NGX_HTTP_TS_HC_STATUS_MAX 600
 
+#define NGX_HTTP_TS_HC_GET        0
+#define NGX_HTTP_TS_HC_HEAD       1
+
 
 struct ngx_http_traffic_shift_health_conf_s {
     ngx_uint_t                 type;
@@ -27,6 +30,28 @@ struct ngx_http_traffic_shift_health_conf_s {
 
     /* https: the server name sent in SNI, NUL-terminated, or empty */
     ngx_str_t                  sni;
+
+    /* GET or HEAD; HTTP/1.1 and a connection kept between probes */
+    ngx_uint_t                 method;
+    ngx_flag_t                 keepalive;
+
+    /* header="Name: value" lines, each with its CRLF */
+    ngx_str_t                  headers;
+
+#if (NGX_HTTP_SSL)
+    /* https: ssl_* parameters (ngx_http_traffic_shift_health_ssl.c) */
+    ngx_flag_t                 ssl_verify;
+    ngx_flag_t                 ssl_server_name;
+    ngx_uint_t                 ssl_protocols;
+    ngx_str_t                  ssl_ciphers;
+    ngx_str_t                  ssl_trusted_certificate;
+    ngx_str_t                  ssl_certificate;
+    ngx_str_t                  ssl_certificate_key;
+    ngx_str_t                  ssl_name_param;
+
+    /* the name the certificate must match when verified */
+    ngx_str_t                  ssl_name;
+#endif
 
     ngx_msec_t                 interval;
     ngx_msec_t                 jitter;
@@ -41,7 +66,7 @@ struct ngx_http_traffic_shift_health_conf_s {
 #endif
     ngx_str_t                  body_pattern;
 
-    /* "GET uri HTTP/1.0" and its headers */
+    /* "GET uri HTTP/1.1" (or HTTP/1.0 and close) and its headers */
     ngx_str_t                  request;
 
 #if (NGX_HTTP_SSL)

@@ -4,12 +4,13 @@
  */
 
 
-#include "ngx_http_traffic_shift_health.h"
+#include "ngx_http_traffic_shift_health_ssl.h"
 
 
 /*
  * The health_check directive: a table of parameters, each with the
- * function that sets it, and the client TLS context of https probes.
+ * function that sets it, and the request probes send.  The ssl_*
+ * parameters and the TLS context: ngx_http_traffic_shift_health_ssl.c.
  */
 
 
@@ -24,6 +25,7 @@ typedef char *(*ngx_http_traffic_shift_hc_set_pt)(ngx_conf_t *cf,
 typedef struct {
     ngx_str_t                          name;
     ngx_http_traffic_shift_hc_set_pt   set;
+    /* 1: http and https only; 2: https only */
     ngx_uint_t                         http_only;
 } ngx_http_traffic_shift_hc_param_t;
 
@@ -52,15 +54,22 @@ static char *ngx_http_traffic_shift_health_codes(ngx_conf_t *cf,
 static char *ngx_http_traffic_shift_health_body(ngx_conf_t *cf,
     ngx_http_traffic_shift_health_conf_t *hc, ngx_str_t *arg, ngx_str_t *v,
     ngx_uint_t k);
+static char *ngx_http_traffic_shift_health_method(ngx_conf_t *cf,
+    ngx_http_traffic_shift_health_conf_t *hc, ngx_str_t *arg, ngx_str_t *v,
+    ngx_uint_t k);
+static char *ngx_http_traffic_shift_health_header(ngx_conf_t *cf,
+    ngx_http_traffic_shift_health_conf_t *hc, ngx_str_t *arg, ngx_str_t *v,
+    ngx_uint_t k);
+static char *ngx_http_traffic_shift_health_keepalive(ngx_conf_t *cf,
+    ngx_http_traffic_shift_health_conf_t *hc, ngx_str_t *arg, ngx_str_t *v,
+    ngx_uint_t k);
 static char *ngx_http_traffic_shift_health_status(ngx_conf_t *cf,
     ngx_http_traffic_shift_health_conf_t *hc, ngx_str_t *value);
 static ngx_uint_t ngx_http_traffic_shift_health_valid(ngx_str_t *s);
+static ngx_str_t *ngx_http_traffic_shift_health_quoted(ngx_conf_t *cf,
+    ngx_uint_t *i, ngx_str_t *v);
 static char *ngx_http_traffic_shift_health_finish(ngx_conf_t *cf,
     ngx_http_traffic_shift_health_conf_t *hc, ngx_uint_t seen);
-#if (NGX_HTTP_SSL)
-static ngx_int_t ngx_http_traffic_shift_health_sni(ngx_conf_t *cf,
-    ngx_http_traffic_shift_health_conf_t *hc);
-#endif
 static ngx_int_t ngx_http_traffic_shift_health_request(ngx_conf_t *cf,
     ngx_http_traffic_shift_health_conf_t *hc,
     ngx_http_upstream_srv_conf_t *uscf);
@@ -72,6 +81,7 @@ static ngx_int_t ngx_http_traffic_shift_health_request(ngx_conf_t *cf,
 #define NGX_HTTP_TS_HC_P_JITTER    5
 #define NGX_HTTP_TS_HC_P_FAILS     7
 #define NGX_HTTP_TS_HC_P_STATUS    9
+#define NGX_HTTP_TS_HC_P_HEADER    12
 
 
 static ngx_http_traffic_shift_hc_param_t  ngx_http_traffic_shift_hc_params[] =
@@ -87,6 +97,22 @@ static ngx_http_traffic_shift_hc_param_t  ngx_http_traffic_shift_hc_params[] =
     { ngx_string("passes"), ngx_http_traffic_shift_health_count, 0 },
     { ngx_string("status"), ngx_http_traffic_shift_health_codes, 1 },
     { ngx_string("body"), ngx_http_traffic_shift_health_body, 1 },
+    { ngx_string("method"), ngx_http_traffic_shift_health_method, 1 },
+    { ngx_string("header"), ngx_http_traffic_shift_health_header, 1 },
+    { ngx_string("keepalive"), ngx_http_traffic_shift_health_keepalive, 1 },
+    { ngx_string("ssl_verify"), ngx_http_traffic_shift_health_ssl_param, 2 },
+    { ngx_string("ssl_trusted_certificate"),
+      ngx_http_traffic_shift_health_ssl_param, 2 },
+    { ngx_string("ssl_name"), ngx_http_traffic_shift_health_ssl_param, 2 },
+    { ngx_string("ssl_server_name"),
+      ngx_http_traffic_shift_health_ssl_param, 2 },
+    { ngx_string("ssl_protocols"), ngx_http_traffic_shift_health_ssl_param,
+      2 },
+    { ngx_string("ssl_ciphers"), ngx_http_traffic_shift_health_ssl_param, 2 },
+    { ngx_string("ssl_certificate"), ngx_http_traffic_shift_health_ssl_param,
+      2 },
+    { ngx_string("ssl_certificate_key"),
+      ngx_http_traffic_shift_health_ssl_param, 2 },
     { ngx_null_string, NULL, 0 }
 };
 
@@ -100,7 +126,7 @@ ngx_http_traffic_shift_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_traffic_shift_srv_conf_t *scf = conf;
 
     u_char                                *p;
-    ngx_str_t                             *value, name, v;
+    ngx_str_t                             *value, *arg, name, v;
     ngx_uint_t                             i, k, seen, in_status;
     ngx_http_traffic_shift_hc_param_t     *param;
     ngx_http_traffic_shift_health_conf_t  *hc;
@@ -130,8 +156,12 @@ ngx_http_traffic_shift_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
     hc->timeout = 2000;
     hc->fails = 1;
     hc->passes = 1;
+    hc->method = NGX_HTTP_TS_HC_GET;
+    hc->keepalive = 1;
     hc->file_name = cf->conf_file->file.name.data;
     hc->line = cf->conf_file->line;
+
+    ngx_http_traffic_shift_health_ssl_defaults(hc);
 
     value = cf->args->elts;
     seen = 0;
@@ -162,6 +192,18 @@ ngx_http_traffic_shift_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
         v.data = p + 1;
         v.len = value[i].data + value[i].len - v.data;
 
+        /* header="X-Token: abc": nginx cuts it at the space; joined */
+
+        if (v.len && v.data[0] == '"') {
+            arg = ngx_http_traffic_shift_health_quoted(cf, &i, &v);
+            if (arg == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+        } else {
+            arg = &value[i];
+        }
+
         for (k = 0; ngx_http_traffic_shift_hc_params[k].name.len; k++) {
             param = &ngx_http_traffic_shift_hc_params[k];
 
@@ -178,16 +220,16 @@ ngx_http_traffic_shift_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
             goto invalid;
         }
 
-        if (seen & (1 << k)) {
+        if ((seen & ((ngx_uint_t) 1 << k)) && k != NGX_HTTP_TS_HC_P_HEADER) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "duplicate parameter \"%V\" in health_check",
                                &value[i]);
             return NGX_CONF_ERROR;
         }
 
-        seen |= 1 << k;
+        seen |= (ngx_uint_t) 1 << k;
 
-        if (param->set(cf, hc, &value[i], &v, k) != NGX_CONF_OK) {
+        if (param->set(cf, hc, arg, &v, k) != NGX_CONF_OK) {
             return NGX_CONF_ERROR;
         }
 
@@ -227,35 +269,42 @@ ngx_http_traffic_shift_health_finish(ngx_conf_t *cf,
         }
     }
 
-    /* what only makes sense for http and https */
+    /* what only makes sense for http and https, or for https */
 
-    if (hc->type == NGX_HTTP_TS_HC_TCP) {
+    for (k = 0; ngx_http_traffic_shift_hc_params[k].name.len; k++) {
 
-        for (k = 0; ngx_http_traffic_shift_hc_params[k].name.len; k++) {
+        if (!(seen & ((ngx_uint_t) 1 << k))) {
+            continue;
+        }
 
-            if (!(seen & (1 << k))
-                || !ngx_http_traffic_shift_hc_params[k].http_only)
-            {
-                continue;
-            }
-
+        if (hc->type == NGX_HTTP_TS_HC_TCP
+            && ngx_http_traffic_shift_hc_params[k].http_only)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "health_check parameter \"%V\" is not "
                                "allowed with type=tcp",
                                &ngx_http_traffic_shift_hc_params[k].name);
             return NGX_CONF_ERROR;
         }
+
+        if (hc->type != NGX_HTTP_TS_HC_HTTPS
+            && ngx_http_traffic_shift_hc_params[k].http_only == 2)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "health_check parameter \"%V\" "
+                               "requires type=https",
+                               &ngx_http_traffic_shift_hc_params[k].name);
+            return NGX_CONF_ERROR;
+        }
     }
 
-#if (NGX_HTTP_SSL)
-    if (hc->type == NGX_HTTP_TS_HC_HTTPS && hc->host.len
-        && ngx_http_traffic_shift_health_sni(cf, hc) != NGX_OK)
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+
+    if (ngx_http_traffic_shift_health_ssl_finish(cf, hc, uscf)
+        != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
-#endif
-
-    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
 
     if (hc->type != NGX_HTTP_TS_HC_TCP
         && ngx_http_traffic_shift_health_request(cf, hc, uscf) != NGX_OK)
@@ -478,6 +527,146 @@ ngx_http_traffic_shift_health_body(ngx_conf_t *cf,
 }
 
 
+static char *
+ngx_http_traffic_shift_health_method(ngx_conf_t *cf,
+    ngx_http_traffic_shift_health_conf_t *hc, ngx_str_t *arg, ngx_str_t *v,
+    ngx_uint_t k)
+{
+    if (v->len == 3 && ngx_strncmp(v->data, "GET", 3) == 0) {
+        hc->method = NGX_HTTP_TS_HC_GET;
+        return NGX_CONF_OK;
+    }
+
+    if (v->len == 4 && ngx_strncmp(v->data, "HEAD", 4) == 0) {
+        hc->method = NGX_HTTP_TS_HC_HEAD;
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid health_check method \"%V\", "
+                       "expected GET or HEAD", arg);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * header="Name: value", repeatable: a field name, a colon, a value of
+ * visible characters, spaces and tabs.  Host and the framing of the
+ * connection are the probe's: host= and keepalive= set them.
+ */
+
+static char *
+ngx_http_traffic_shift_health_header(ngx_conf_t *cf,
+    ngx_http_traffic_shift_health_conf_t *hc, ngx_str_t *arg, ngx_str_t *v,
+    ngx_uint_t k)
+{
+    u_char            *p, *colon, ch;
+    size_t             i, len;
+    ngx_str_t          name;
+    ngx_uint_t         n;
+    static ngx_str_t   reserved[] = {
+        ngx_string("Host"), ngx_string("Connection"),
+        ngx_string("Content-Length"), ngx_string("Transfer-Encoding"),
+        ngx_string("Keep-Alive"), ngx_string("Upgrade"), ngx_null_string
+    };
+
+    colon = ngx_strlchr(v->data, v->data + v->len, ':');
+
+    if (colon == NULL || colon == v->data) {
+        goto invalid;
+    }
+
+    name.data = v->data;
+    name.len = colon - v->data;
+
+    for (i = 0; i < name.len; i++) {
+        ch = name.data[i];
+
+        if (ch <= ' ' || ch >= 0x7f || ngx_strchr("()<>@,;:\\\"/[]?={}", ch))
+        {
+            goto invalid;
+        }
+    }
+
+    for (p = colon + 1; p < v->data + v->len; p++) {
+        if ((*p < ' ' && *p != '\t') || *p == 0x7f) {
+            goto invalid;
+        }
+    }
+
+    for (n = 0; reserved[n].len; n++) {
+        if (reserved[n].len == name.len
+            && ngx_strncasecmp(reserved[n].data, name.data, name.len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "health_check header \"%V\" is not allowed: "
+                               "the probe sets it (host=, keepalive=)", arg);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    len = hc->headers.len + v->len + 1 + sizeof(CRLF) - 1;
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* "Name: value", with one space after the colon */
+
+    if (hc->headers.len) {
+        ngx_memcpy(p, hc->headers.data, hc->headers.len);
+    }
+
+    hc->headers.data = p;
+    p += hc->headers.len;
+
+    p = ngx_cpymem(p, name.data, name.len);
+    *p++ = ':';
+    *p++ = ' ';
+
+    for (colon++; colon < v->data + v->len && *colon == ' '; colon++) {
+        /* void */
+    }
+
+    p = ngx_cpymem(p, colon, v->data + v->len - colon);
+    *p++ = CR; *p++ = LF;
+
+    hc->headers.len = p - hc->headers.data;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid health_check header \"%V\", "
+                       "expected header=\"Name: value\"", arg);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_traffic_shift_health_keepalive(ngx_conf_t *cf,
+    ngx_http_traffic_shift_health_conf_t *hc, ngx_str_t *arg, ngx_str_t *v,
+    ngx_uint_t k)
+{
+    if (v->len == 2 && ngx_strncmp(v->data, "on", 2) == 0) {
+        hc->keepalive = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (v->len == 3 && ngx_strncmp(v->data, "off", 3) == 0) {
+        hc->keepalive = 0;
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid health_check keepalive \"%V\", "
+                       "expected on or off", arg);
+    return NGX_CONF_ERROR;
+}
+
+
 /* "200", "300-399", "200,204,300-399" */
 
 static char *
@@ -546,6 +735,71 @@ invalid:
 }
 
 
+/*
+ * name="a b": the value from the token at *i to the one that ends with the
+ * closing quote, joined with one space, without its quotes; "arg" (for
+ * messages) is name=value; *i is the last token used.
+ */
+
+static ngx_str_t *
+ngx_http_traffic_shift_health_quoted(ngx_conf_t *cf, ngx_uint_t *i,
+    ngx_str_t *v)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_str_t   *value, *arg;
+    ngx_uint_t   j;
+
+    value = cf->args->elts;
+    len = 0;
+
+    for (j = *i; j < cf->args->nelts; j++) {
+        len += value[j].len + 1;
+
+        if ((j > *i || v->len > 1)
+            && value[j].data[value[j].len - 1] == '"')
+        {
+            break;
+        }
+    }
+
+    if (j == cf->args->nelts) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unterminated quote in health_check parameter "
+                           "\"%V\"", &value[*i]);
+        return NULL;
+    }
+
+    arg = ngx_palloc(cf->pool, sizeof(ngx_str_t));
+    p = ngx_pnalloc(cf->pool, len);
+    if (arg == NULL || p == NULL) {
+        return NULL;
+    }
+
+    arg->data = p;
+
+    for ( ; *i <= j; (*i)++) {
+        if (p != arg->data) {
+            *p++ = ' ';
+        }
+
+        p = ngx_cpymem(p, value[*i].data, value[*i].len);
+    }
+
+    (*i)--;
+    arg->len = p - arg->data;
+
+    /* name=" ... " -> name="...", the value without the quotes */
+
+    p = ngx_strlchr(arg->data, arg->data + arg->len, '=');
+
+    v->data = p + 2;
+    v->len = arg->data + arg->len - 1 - v->data;
+
+    return arg;
+}
+
+
 /* visible ASCII only: the value goes into the request as it is */
 
 static ngx_uint_t
@@ -563,47 +817,12 @@ ngx_http_traffic_shift_health_valid(ngx_str_t *s)
 }
 
 
-#if (NGX_HTTP_SSL)
-
-/* SNI: the host= name without a port; none for an address */
-
-static ngx_int_t
-ngx_http_traffic_shift_health_sni(ngx_conf_t *cf,
-    ngx_http_traffic_shift_health_conf_t *hc)
-{
-    u_char  *p;
-    size_t   len;
-
-    if (hc->host.data[0] == '[') {
-        return NGX_OK;
-    }
-
-    p = ngx_strlchr(hc->host.data, hc->host.data + hc->host.len, ':');
-    len = p ? (size_t) (p - hc->host.data) : hc->host.len;
-
-    if (len == 0 || ngx_inet_addr(hc->host.data, len) != INADDR_NONE) {
-        return NGX_OK;
-    }
-
-    hc->sni.data = ngx_pnalloc(cf->pool, len + 1);
-    if (hc->sni.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_cpystrn(hc->sni.data, hc->host.data, len + 1);
-    hc->sni.len = len;
-
-    return NGX_OK;
-}
-
-#endif
-
-
 static ngx_int_t
 ngx_http_traffic_shift_health_request(ngx_conf_t *cf,
     ngx_http_traffic_shift_health_conf_t *hc,
     ngx_http_upstream_srv_conf_t *uscf)
 {
+    char       *method;
     u_char     *p;
     size_t      len;
     ngx_str_t  *host;
@@ -611,10 +830,12 @@ ngx_http_traffic_shift_health_request(ngx_conf_t *cf,
     /* without host=, the upstream's name, as proxy_pass sends it */
 
     host = hc->host.len ? &hc->host : &uscf->host;
+    method = (hc->method == NGX_HTTP_TS_HC_HEAD) ? "HEAD" : "GET";
 
-    len = sizeof("GET  HTTP/1.0" CRLF) - 1 + hc->uri.len
+    len = sizeof("HEAD  HTTP/1.1" CRLF) - 1 + hc->uri.len
           + sizeof("Host: " CRLF) - 1 + host->len
           + sizeof("User-Agent: " NGX_HTTP_TS_HC_USER_AGENT CRLF) - 1
+          + hc->headers.len
           + sizeof("Connection: close" CRLF CRLF) - 1;
 
     p = ngx_pnalloc(cf->pool, len);
@@ -624,9 +845,19 @@ ngx_http_traffic_shift_health_request(ngx_conf_t *cf,
 
     hc->request.data = p;
 
-    p = ngx_sprintf(p, "GET %V HTTP/1.0" CRLF "Host: %V" CRLF
-                    "User-Agent: " NGX_HTTP_TS_HC_USER_AGENT CRLF
-                    "Connection: close" CRLF CRLF, &hc->uri, host);
+    /* HTTP/1.1 keeps the connection by default */
+
+    p = ngx_sprintf(p, "%s %V HTTP/1.%c" CRLF "Host: %V" CRLF
+                    "User-Agent: " NGX_HTTP_TS_HC_USER_AGENT CRLF "%V",
+                    method, &hc->uri, hc->keepalive ? '1' : '0', host,
+                    &hc->headers);
+
+    if (!hc->keepalive) {
+        p = ngx_cpymem(p, "Connection: close" CRLF,
+                       sizeof("Connection: close" CRLF) - 1);
+    }
+
+    *p++ = CR; *p++ = LF;
 
     hc->request.len = p - hc->request.data;
 
@@ -634,63 +865,11 @@ ngx_http_traffic_shift_health_request(ngx_conf_t *cf,
 }
 
 
+/* the TLS contexts are made with their health_check: nothing left to do */
+
 ngx_int_t
 ngx_http_traffic_shift_health_init(ngx_conf_t *cf,
     ngx_http_traffic_shift_main_conf_t *mcf)
 {
-#if (NGX_HTTP_SSL)
-    ngx_str_t                             ciphers;
-    ngx_uint_t                            i;
-    ngx_ssl_t                            *ssl;
-    ngx_pool_cleanup_t                   *cln;
-    ngx_http_traffic_shift_upstream_t   **upsp;
-
-    /* one client TLS context for every https check of this cycle */
-
-    ssl = NULL;
-    upsp = mcf->upstreams.elts;
-
-    for (i = 0; i < mcf->upstreams.nelts; i++) {
-
-        if (upsp[i]->health == NULL
-            || upsp[i]->health->type != NGX_HTTP_TS_HC_HTTPS)
-        {
-            continue;
-        }
-
-        if (ssl == NULL) {
-            ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
-            if (ssl == NULL) {
-                return NGX_ERROR;
-            }
-
-            ssl->log = cf->log;
-
-            if (ngx_ssl_create(ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            cln = ngx_pool_cleanup_add(cf->pool, 0);
-            if (cln == NULL) {
-                ngx_ssl_cleanup_ctx(ssl);
-                return NGX_ERROR;
-            }
-
-            cln->handler = ngx_ssl_cleanup_ctx;
-            cln->data = ssl;
-
-            ngx_str_set(&ciphers, "DEFAULT");
-
-            if (ngx_ssl_ciphers(cf, ssl, &ciphers, 0) != NGX_OK) {
-                return NGX_ERROR;
-            }
-        }
-
-        upsp[i]->health->ssl = ssl;
-    }
-#endif
-
     return NGX_OK;
 }

@@ -1,4 +1,3 @@
-
 /*
  * Copyright (C) nginx-traffic-shift developers
  */
@@ -8,13 +7,34 @@
 
 
 /*
- * One probe on nginx's event loop: connect, the TLS handshake for https,
- * send the request, read the status line and the headers to their end and
- * as much of the body as is matched, then record the result.  tcp probes
- * end when the connection is established.
+ * One probe on nginx's event loop: connect (or reuse the connection kept
+ * from the last probe), the TLS handshake and the verification of the
+ * certificate for https, send the request, read the status line, the
+ * headers and the body as framed by Content-Length or chunked encoding
+ * (HEAD, 1xx, 204 and 304 have none; without either, to the end of the
+ * connection), keep up to 64 KiB of it for body=, then record the result.
+ * tcp probes end when the connection is established.
+ *
+ * A kept connection that fails before any byte of the response came back
+ * (the server closed it while the probe was sent) is not the server's
+ * failure: the probe is sent again once on a new connection.
  */
 
 
+#define NGX_HTTP_TS_HC_CHUNK_SIZE      0
+#define NGX_HTTP_TS_HC_CHUNK_EXT       1
+#define NGX_HTTP_TS_HC_CHUNK_SIZE_LF   2
+#define NGX_HTTP_TS_HC_CHUNK_DATA      3
+#define NGX_HTTP_TS_HC_CHUNK_DATA_CR   4
+#define NGX_HTTP_TS_HC_CHUNK_DATA_LF   5
+#define NGX_HTTP_TS_HC_CHUNK_TRAILER   6
+#define NGX_HTTP_TS_HC_CHUNK_LINE      7
+#define NGX_HTTP_TS_HC_CHUNK_LAST_LF   8
+#define NGX_HTTP_TS_HC_CHUNK_HEX       9
+
+
+static ngx_int_t ngx_http_traffic_shift_health_reuse(
+    ngx_http_traffic_shift_probe_t *probe);
 static void ngx_http_traffic_shift_health_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_traffic_shift_health_test_connect(
     ngx_http_traffic_shift_probe_t *probe);
@@ -25,14 +45,34 @@ static void ngx_http_traffic_shift_health_connected(
 static void ngx_http_traffic_shift_health_ssl(
     ngx_http_traffic_shift_probe_t *probe);
 static void ngx_http_traffic_shift_health_ssl_handshake(ngx_connection_t *c);
+static ngx_int_t ngx_http_traffic_shift_health_ssl_verify(
+    ngx_http_traffic_shift_probe_t *probe);
 #endif
 static void ngx_http_traffic_shift_health_send(
     ngx_http_traffic_shift_probe_t *probe);
 static void ngx_http_traffic_shift_health_recv(
     ngx_http_traffic_shift_probe_t *probe);
+static ngx_int_t ngx_http_traffic_shift_health_room(
+    ngx_http_traffic_shift_probe_t *probe);
+static void ngx_http_traffic_shift_health_lost(
+    ngx_http_traffic_shift_probe_t *probe, char *reason);
+static ngx_int_t ngx_http_traffic_shift_health_parse(
+    ngx_http_traffic_shift_probe_t *probe);
 static ngx_int_t ngx_http_traffic_shift_health_headers(
     ngx_http_traffic_shift_probe_t *probe);
-static void ngx_http_traffic_shift_health_response(
+static ngx_int_t ngx_http_traffic_shift_health_header(
+    ngx_http_traffic_shift_probe_t *probe);
+static ngx_int_t ngx_http_traffic_shift_health_framing(
+    ngx_http_traffic_shift_probe_t *probe);
+static ngx_int_t ngx_http_traffic_shift_health_body(
+    ngx_http_traffic_shift_probe_t *probe);
+static ngx_int_t ngx_http_traffic_shift_health_chunked(
+    ngx_http_traffic_shift_probe_t *probe);
+static void ngx_http_traffic_shift_health_keep_body(
+    ngx_http_traffic_shift_probe_t *probe, u_char *p, size_t n);
+static void ngx_http_traffic_shift_health_eof(
+    ngx_http_traffic_shift_probe_t *probe);
+static void ngx_http_traffic_shift_health_complete(
     ngx_http_traffic_shift_probe_t *probe);
 #if (NGX_PCRE)
 static char *ngx_http_traffic_shift_health_match(
@@ -44,6 +84,12 @@ static void ngx_http_traffic_shift_health_done(
     ngx_http_traffic_shift_probe_t *probe, ngx_uint_t result, char *reason);
 static void ngx_http_traffic_shift_health_record(
     ngx_http_traffic_shift_probe_t *probe, ngx_uint_t result, char *reason);
+static void ngx_http_traffic_shift_health_keep(
+    ngx_http_traffic_shift_probe_t *probe);
+static void ngx_http_traffic_shift_health_idle(ngx_event_t *ev);
+static void ngx_http_traffic_shift_health_idle_write(ngx_event_t *ev);
+static void ngx_http_traffic_shift_health_free(
+    ngx_http_traffic_shift_probe_t *probe);
 
 
 void
@@ -54,21 +100,45 @@ ngx_http_traffic_shift_probe_start(ngx_http_traffic_shift_probe_t *probe)
     ngx_err_t          err;
     ngx_connection_t  *c;
 
+    probe->busy = 1;
+    probe->status_parsed = 0;
+    probe->headers_done = 0;
+    probe->reused = 0;
+    probe->received = 0;
+    probe->keep = 0;
+    probe->has_length = 0;
+    probe->chunked = 0;
+    probe->close = 0;
+    probe->request = NULL;
+    probe->body = NULL;
+    probe->body_len = 0;
+    probe->body_size = 0;
+    probe->rest = 0;
+    probe->framing = NGX_HTTP_TS_HC_BODY_NONE;
+    probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_SIZE;
+    probe->sent = probe->conf->request.data;
+
+    ngx_memzero(&probe->buf, sizeof(ngx_buf_t));
+    ngx_memzero(&probe->status, sizeof(ngx_http_status_t));
+
+    if (probe->pc.connection) {
+        if (ngx_http_traffic_shift_health_reuse(probe) == NGX_OK) {
+            return;
+        }
+
+        /* closed, or not usable: a new one */
+        ngx_http_traffic_shift_probe_close(probe);
+        probe->busy = 1;
+    }
+
     probe->pool = ngx_create_pool(2048, &probe->log);
     if (probe->pool == NULL) {
+        probe->busy = 0;
         return;
     }
 
-    probe->busy = 1;
     probe->phase = NGX_HTTP_TS_HC_CONNECT;
-    probe->status_parsed = 0;
-    probe->headers_done = 0;
-    probe->buf = NULL;
-    probe->request = NULL;
-    probe->body_start = NULL;
-    probe->sent = probe->conf->request.data;
 
-    ngx_memzero(&probe->status, sizeof(ngx_http_status_t));
     ngx_memzero(&probe->pc, sizeof(ngx_peer_connection_t));
 
     probe->pc.sockaddr = probe->sockaddr;
@@ -141,6 +211,39 @@ ngx_http_traffic_shift_probe_start(ngx_http_traffic_shift_probe_t *probe)
     }
 
     ngx_http_traffic_shift_health_connected(probe);
+}
+
+
+/* the connection kept from the last probe: the request goes on it */
+
+static ngx_int_t
+ngx_http_traffic_shift_health_reuse(ngx_http_traffic_shift_probe_t *probe)
+{
+    ngx_connection_t  *c;
+
+    c = probe->pc.connection;
+
+    if (c->close || c->error || c->read->eof || c->read->error) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &probe->log, 0,
+                   "traffic_shift health check of %V: kept connection",
+                   &probe->name);
+
+    ngx_reusable_connection(c, 0);
+
+    probe->reused = 1;
+    probe->phase = NGX_HTTP_TS_HC_SEND;
+
+    c->read->handler = ngx_http_traffic_shift_health_handler;
+    c->write->handler = ngx_http_traffic_shift_health_handler;
+
+    ngx_add_timer(c->read, probe->conf->timeout);
+
+    ngx_http_traffic_shift_health_send(probe);
+
+    return NGX_OK;
 }
 
 
@@ -386,12 +489,66 @@ ngx_http_traffic_shift_health_ssl_handshake(ngx_connection_t *c)
         return;
     }
 
+    if (probe->conf->ssl_verify
+        && ngx_http_traffic_shift_health_ssl_verify(probe) != NGX_OK)
+    {
+        return;
+    }
+
     c->read->handler = ngx_http_traffic_shift_health_handler;
     c->write->handler = ngx_http_traffic_shift_health_handler;
 
     probe->phase = NGX_HTTP_TS_HC_SEND;
 
     ngx_http_traffic_shift_health_send(probe);
+}
+
+
+/*
+ * The chain to a trusted certificate, then the name: a failure is the
+ * probe's, with OpenSSL's reason, as "ssl verify: certificate has expired"
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_health_ssl_verify(ngx_http_traffic_shift_probe_t *probe)
+{
+    long               rc;
+    u_char            *p;
+    ngx_connection_t  *c;
+    u_char             reason[NGX_HTTP_TS_ERR_LEN];
+
+    c = probe->pc.connection;
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (rc != X509_V_OK) {
+        p = ngx_snprintf(reason, sizeof(reason) - 1, "ssl verify: %s",
+                         X509_verify_cert_error_string(rc));
+        *p = '\0';
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &probe->log, 0,
+                       "traffic_shift health check: verify error %l: %s",
+                       rc, reason);
+
+        c->error = 1;
+        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+                                           (char *) reason);
+        return NGX_ERROR;
+    }
+
+    if (ngx_ssl_check_host(c, &probe->conf->ssl_name) != NGX_OK) {
+        p = ngx_snprintf(reason, sizeof(reason) - 1,
+                         "ssl verify: certificate does not match \"%V\"",
+                         &probe->conf->ssl_name);
+        *p = '\0';
+
+        c->error = 1;
+        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+                                           (char *) reason);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 #endif
@@ -401,7 +558,6 @@ static void
 ngx_http_traffic_shift_health_send(ngx_http_traffic_shift_probe_t *probe)
 {
     u_char            *last;
-    size_t             size;
     ssize_t            n;
     ngx_connection_t  *c;
 
@@ -414,19 +570,14 @@ ngx_http_traffic_shift_health_send(ngx_http_traffic_shift_probe_t *probe)
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-                c->error = 1;
-                ngx_http_traffic_shift_health_done(probe,
-                                                   NGX_HTTP_TS_PROBE_FAIL,
-                                                   "send failed");
+                ngx_http_traffic_shift_health_lost(probe, "send failed");
             }
 
             return;
         }
 
         if (n == NGX_ERROR || n <= 0) {
-            c->error = 1;
-            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                               "send failed");
+            ngx_http_traffic_shift_health_lost(probe, "send failed");
             return;
         }
 
@@ -435,21 +586,19 @@ ngx_http_traffic_shift_health_send(ngx_http_traffic_shift_probe_t *probe)
 
     probe->phase = NGX_HTTP_TS_HC_RECV;
 
-#if (NGX_PCRE)
-    size = probe->conf->body ? NGX_HTTP_TS_HC_BODY_MAX
-                             : NGX_HTTP_TS_HC_BUF_SIZE;
-#else
-    size = NGX_HTTP_TS_HC_BUF_SIZE;
-#endif
+    probe->buf.start = ngx_alloc(NGX_HTTP_TS_HC_BUF_SIZE, &probe->log);
+    probe->request = ngx_calloc(sizeof(ngx_http_request_t), &probe->log);
 
-    probe->buf = ngx_create_temp_buf(probe->pool, size);
-    probe->request = ngx_pcalloc(probe->pool, sizeof(ngx_http_request_t));
-
-    if (probe->buf == NULL || probe->request == NULL) {
+    if (probe->buf.start == NULL || probe->request == NULL) {
         /* not the server's failure */
         ngx_http_traffic_shift_probe_close(probe);
         return;
     }
+
+    probe->buf.pos = probe->buf.start;
+    probe->buf.last = probe->buf.start;
+    probe->buf.end = probe->buf.start + NGX_HTTP_TS_HC_BUF_SIZE;
+    probe->buf.temporary = 1;
 
     ngx_http_traffic_shift_health_recv(probe);
 }
@@ -464,53 +613,28 @@ ngx_http_traffic_shift_health_recv(ngx_http_traffic_shift_probe_t *probe)
     ngx_connection_t  *c;
 
     c = probe->pc.connection;
-    b = probe->buf;
+    b = &probe->buf;
 
     for ( ;; ) {
 
-        if (b->last == b->end) {
-
-            if (!probe->status_parsed) {
-                ngx_http_traffic_shift_health_done(probe,
-                                                   NGX_HTTP_TS_PROBE_FAIL,
-                                                   "bad status line");
-                return;
-            }
-
-#if (NGX_PCRE)
-            if (probe->conf->body && probe->headers_done) {
-                /* as much of the body as is matched */
-                ngx_http_traffic_shift_health_response(probe);
-                return;
-            }
-#endif
-
-            /*
-             * parsed headers or a body that is not matched are not needed
-             * any more: read on to the end, and discard
-             */
-
-            b->pos = b->start;
-            b->last = b->start;
-            probe->body_start = b->start;
+        if (b->last == b->end
+            && ngx_http_traffic_shift_health_room(probe) != NGX_OK)
+        {
+            return;
         }
 
         n = c->recv(c, b->last, b->end - b->last);
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-                c->error = 1;
-                ngx_http_traffic_shift_health_done(probe,
-                                                   NGX_HTTP_TS_PROBE_FAIL,
-                                                   "read failed");
+                ngx_http_traffic_shift_health_lost(probe, "read failed");
             }
 
             return;
         }
 
         if (n == NGX_ERROR) {
-            c->error = 1;
-            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+            ngx_http_traffic_shift_health_lost(probe,
                                                probe->status_parsed
                                                ? "read failed"
                                                : "connection reset");
@@ -518,95 +642,560 @@ ngx_http_traffic_shift_health_recv(ngx_http_traffic_shift_probe_t *probe)
         }
 
         if (n == 0) {
-            ngx_http_traffic_shift_health_response(probe);
+            if (probe->reused && !probe->received) {
+                ngx_http_traffic_shift_health_lost(probe, "empty response");
+                return;
+            }
+
+            ngx_http_traffic_shift_health_eof(probe);
             return;
         }
 
         b->last += n;
+        probe->received = 1;
 
-        if (probe->headers_done) {
+        rc = ngx_http_traffic_shift_health_parse(probe);
+
+        if (rc == NGX_AGAIN) {
             continue;
         }
 
-        if (!probe->status_parsed) {
-            rc = ngx_http_parse_status_line(probe->request, b,
-                                            &probe->status);
-
-            if (rc == NGX_AGAIN) {
-                continue;
-            }
-
-            if (rc != NGX_OK) {
-                ngx_http_traffic_shift_health_done(probe,
-                                                   NGX_HTTP_TS_PROBE_FAIL,
-                                                   "bad status line");
-                return;
-            }
-
-            probe->status_parsed = 1;
-
-            if (!ngx_http_traffic_shift_health_status_ok(probe->conf,
-                                                         probe->status.code))
-            {
-                /* no need to read further */
-                ngx_http_traffic_shift_health_response(probe);
-                return;
-            }
+        if (rc == NGX_OK) {
+            ngx_http_traffic_shift_health_complete(probe);
         }
 
-        if (ngx_http_traffic_shift_health_headers(probe) != NGX_OK) {
-            return;
-        }
+        /* NGX_DONE: the probe is over */
+
+        return;
     }
 }
 
 
 /*
+ * The buffer is full: what is parsed goes; a status line or a header line
+ * that does not fit is a failure
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_health_room(ngx_http_traffic_shift_probe_t *probe)
+{
+    size_t      len;
+    ngx_buf_t  *b;
+
+    b = &probe->buf;
+
+    if (!probe->status_parsed) {
+        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+                                           "bad status line");
+        return NGX_ERROR;
+    }
+
+    if (!probe->headers_done && b->pos == b->start) {
+        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+                                           "response header too long");
+        return NGX_ERROR;
+    }
+
+    len = b->last - b->pos;
+    ngx_memmove(b->start, b->pos, len);
+    b->pos = b->start;
+    b->last = b->start + len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The connection failed.  Kept from an earlier probe and nothing of the
+ * response came back: the server closed it as the request was sent, which
+ * says nothing of its health; the probe is sent again on a new connection.
+ */
+
+static void
+ngx_http_traffic_shift_health_lost(ngx_http_traffic_shift_probe_t *probe,
+    char *reason)
+{
+    if (probe->reused && !probe->received) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &probe->log, 0,
+                       "traffic_shift health check of %V: kept connection "
+                       "lost, again on a new one", &probe->name);
+
+        ngx_http_traffic_shift_probe_close(probe);
+        ngx_http_traffic_shift_probe_start(probe);
+        return;
+    }
+
+    if (probe->pc.connection) {
+        probe->pc.connection->error = 1;
+    }
+
+    ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL, reason);
+}
+
+
+/*
+ * What was read: NGX_AGAIN: more is needed; NGX_OK: the response is
+ * complete; NGX_DONE: the probe is over (a failure)
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_health_parse(ngx_http_traffic_shift_probe_t *probe)
+{
+    ngx_int_t  rc;
+
+    if (!probe->status_parsed) {
+        rc = ngx_http_parse_status_line(probe->request, &probe->buf,
+                                        &probe->status);
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        if (rc != NGX_OK) {
+            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+                                               "bad status line");
+            return NGX_DONE;
+        }
+
+        probe->status_parsed = 1;
+
+        if (!ngx_http_traffic_shift_health_status_ok(probe->conf,
+                                                     probe->status.code))
+        {
+            /* no need to read further: the status says it */
+            ngx_http_traffic_shift_health_eof(probe);
+            return NGX_DONE;
+        }
+    }
+
+    if (!probe->headers_done) {
+        rc = ngx_http_traffic_shift_health_headers(probe);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return ngx_http_traffic_shift_health_body(probe);
+}
+
+
+/*
  * The headers are read to their end, as nginx's proxy does: a response
- * cut off inside them is a failure.  NGX_ERROR: the probe is over.
+ * cut off inside them is a failure.  A header line cut by the end of what
+ * was read is parsed again from its start with more.
  */
 
 static ngx_int_t
 ngx_http_traffic_shift_health_headers(ngx_http_traffic_shift_probe_t *probe)
 {
-    ngx_int_t  rc;
+    u_char     *start;
+    ngx_int_t   rc;
 
     for ( ;; ) {
-        rc = ngx_http_parse_header_line(probe->request, probe->buf, 1);
+        start = probe->buf.pos;
+
+        rc = ngx_http_parse_header_line(probe->request, &probe->buf, 1);
 
         if (rc == NGX_OK) {
+            if (ngx_http_traffic_shift_health_header(probe) != NGX_OK) {
+                return NGX_DONE;
+            }
+
             continue;
         }
 
         if (rc == NGX_AGAIN) {
-            return NGX_OK;
+            probe->buf.pos = start;
+            probe->request->state = 0;
+            return NGX_AGAIN;
         }
 
         if (rc == NGX_HTTP_PARSE_HEADER_DONE) {
             probe->headers_done = 1;
-            probe->body_start = probe->buf->pos;
-            return NGX_OK;
+            return ngx_http_traffic_shift_health_framing(probe);
         }
 
         ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
                                            "bad header");
-        return NGX_ERROR;
+        return NGX_DONE;
     }
 }
 
 
-/* the response as received: status, then the body's match */
+/* Content-Length, Transfer-Encoding and Connection frame the response */
+
+static ngx_int_t
+ngx_http_traffic_shift_health_header(ngx_http_traffic_shift_probe_t *probe)
+{
+    off_t                n;
+    ngx_str_t            name, value;
+    ngx_http_request_t  *r;
+
+    r = probe->request;
+
+    name.data = r->header_name_start;
+    name.len = r->header_name_end - r->header_name_start;
+    value.data = r->header_start;
+    value.len = r->header_end - r->header_start;
+
+    if (name.len == sizeof("Content-Length") - 1
+        && ngx_strncasecmp(name.data, (u_char *) "Content-Length", name.len)
+           == 0)
+    {
+        n = ngx_atoof(value.data, value.len);
+
+        if (n == NGX_ERROR || (probe->has_length && n != probe->rest)) {
+            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+                                               "bad content length");
+            return NGX_ERROR;
+        }
+
+        probe->has_length = 1;
+        probe->rest = n;
+        return NGX_OK;
+    }
+
+    if (name.len == sizeof("Transfer-Encoding") - 1
+        && ngx_strncasecmp(name.data, (u_char *) "Transfer-Encoding",
+                           name.len)
+           == 0)
+    {
+        if (value.len != sizeof("chunked") - 1
+            || ngx_strncasecmp(value.data, (u_char *) "chunked", value.len)
+               != 0)
+        {
+            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+                                               "unknown transfer encoding");
+            return NGX_ERROR;
+        }
+
+        probe->chunked = 1;
+        return NGX_OK;
+    }
+
+    if (name.len == sizeof("Connection") - 1
+        && ngx_strncasecmp(name.data, (u_char *) "Connection", name.len)
+           == 0
+        && ngx_strlcasestrn(value.data, value.data + value.len,
+                            (u_char *) "close", sizeof("close") - 2)
+           != NULL)
+    {
+        probe->close = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* how the body ends, whether the connection can be kept, where it goes */
+
+static ngx_int_t
+ngx_http_traffic_shift_health_framing(ngx_http_traffic_shift_probe_t *probe)
+{
+    ngx_uint_t  code;
+
+    code = probe->status.code;
+
+    if (probe->conf->method == NGX_HTTP_TS_HC_HEAD
+        || code < 200 || code == 204 || code == 304)
+    {
+        probe->framing = NGX_HTTP_TS_HC_BODY_NONE;
+
+    } else if (probe->chunked) {
+        probe->framing = NGX_HTTP_TS_HC_BODY_CHUNKED;
+        probe->rest = 0;
+
+    } else if (probe->has_length) {
+        probe->framing = probe->rest ? NGX_HTTP_TS_HC_BODY_LENGTH
+                                     : NGX_HTTP_TS_HC_BODY_NONE;
+
+    } else {
+        probe->framing = NGX_HTTP_TS_HC_BODY_EOF;
+    }
+
+    probe->keep = probe->conf->keepalive
+                  && probe->status.http_version >= NGX_HTTP_VERSION_11
+                  && !probe->close
+                  && probe->framing != NGX_HTTP_TS_HC_BODY_EOF;
+
+#if (NGX_PCRE)
+
+    if (probe->conf->body && probe->framing != NGX_HTTP_TS_HC_BODY_NONE) {
+        probe->body_size = NGX_HTTP_TS_HC_BODY_MAX;
+
+        if (probe->framing == NGX_HTTP_TS_HC_BODY_LENGTH
+            && probe->rest < NGX_HTTP_TS_HC_BODY_MAX)
+        {
+            probe->body_size = (size_t) probe->rest;
+        }
+
+        probe->body = ngx_alloc(probe->body_size, &probe->log);
+        if (probe->body == NULL) {
+            ngx_http_traffic_shift_probe_close(probe);
+            return NGX_DONE;
+        }
+    }
+
+#endif
+
+    return NGX_OK;
+}
+
+
+/* the body read so far: NGX_OK once it is complete */
+
+static ngx_int_t
+ngx_http_traffic_shift_health_body(ngx_http_traffic_shift_probe_t *probe)
+{
+    size_t      n;
+    ngx_int_t   rc;
+    ngx_buf_t  *b;
+
+    b = &probe->buf;
+
+    switch (probe->framing) {
+
+    case NGX_HTTP_TS_HC_BODY_NONE:
+        rc = NGX_OK;
+        break;
+
+    case NGX_HTTP_TS_HC_BODY_LENGTH:
+        n = b->last - b->pos;
+
+        if ((off_t) n > probe->rest) {
+            n = (size_t) probe->rest;
+        }
+
+        ngx_http_traffic_shift_health_keep_body(probe, b->pos, n);
+        b->pos += n;
+        probe->rest -= n;
+
+        rc = probe->rest ? NGX_AGAIN : NGX_OK;
+        break;
+
+    case NGX_HTTP_TS_HC_BODY_CHUNKED:
+        rc = ngx_http_traffic_shift_health_chunked(probe);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+                                               "bad chunked body");
+            return NGX_DONE;
+        }
+
+        break;
+
+    default: /* NGX_HTTP_TS_HC_BODY_EOF */
+        ngx_http_traffic_shift_health_keep_body(probe, b->pos,
+                                                b->last - b->pos);
+        b->pos = b->last;
+        return NGX_AGAIN;
+    }
+
+    if (b->pos == b->last) {
+        /* all of it is parsed: the buffer is free again */
+        b->pos = b->start;
+        b->last = b->start;
+
+    } else if (rc == NGX_OK) {
+        /* more than the response: the connection is not kept */
+        probe->keep = 0;
+    }
+
+    return rc;
+}
+
+
+/* chunked encoding: sizes in hex, extensions, data, trailers */
+
+static ngx_int_t
+ngx_http_traffic_shift_health_chunked(ngx_http_traffic_shift_probe_t *probe)
+{
+    u_char      ch, *p, *last;
+    size_t      n;
+    ngx_int_t   d;
+    ngx_buf_t  *b;
+
+    b = &probe->buf;
+    p = b->pos;
+    last = b->last;
+
+    while (p < last) {
+
+        switch (probe->chunk_state) {
+
+        case NGX_HTTP_TS_HC_CHUNK_DATA:
+            n = last - p;
+
+            if ((off_t) n > probe->rest) {
+                n = (size_t) probe->rest;
+            }
+
+            ngx_http_traffic_shift_health_keep_body(probe, p, n);
+            p += n;
+            probe->rest -= n;
+
+            if (probe->rest == 0) {
+                probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_DATA_CR;
+            }
+
+            continue;
+
+        default:
+            break;
+        }
+
+        ch = *p++;
+
+        switch (probe->chunk_state) {
+
+        case NGX_HTTP_TS_HC_CHUNK_SIZE:
+        case NGX_HTTP_TS_HC_CHUNK_HEX:
+
+            if (ch >= '0' && ch <= '9') {
+                d = ch - '0';
+
+            } else if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f') {
+                d = (ch | 0x20) - 'a' + 10;
+
+            } else if (probe->chunk_state == NGX_HTTP_TS_HC_CHUNK_SIZE) {
+                return NGX_ERROR;
+
+            } else if (ch == ';' || ch == ' ' || ch == '\t') {
+                probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_EXT;
+                break;
+
+            } else if (ch == CR) {
+                probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_SIZE_LF;
+                break;
+
+            } else if (ch == LF) {
+                goto size;
+
+            } else {
+                return NGX_ERROR;
+            }
+
+            if (probe->rest > (NGX_MAX_OFF_T_VALUE - 15) / 16) {
+                return NGX_ERROR;
+            }
+
+            probe->rest = probe->rest * 16 + d;
+            probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_HEX;
+            break;
+
+        case NGX_HTTP_TS_HC_CHUNK_EXT:
+            if (ch == LF) {
+                goto size;
+            }
+
+            break;
+
+        case NGX_HTTP_TS_HC_CHUNK_SIZE_LF:
+            if (ch != LF) {
+                return NGX_ERROR;
+            }
+
+            goto size;
+
+        case NGX_HTTP_TS_HC_CHUNK_DATA_CR:
+            if (ch == LF) {
+                probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_SIZE;
+                break;
+            }
+
+            if (ch != CR) {
+                return NGX_ERROR;
+            }
+
+            probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_DATA_LF;
+            break;
+
+        case NGX_HTTP_TS_HC_CHUNK_DATA_LF:
+            if (ch != LF) {
+                return NGX_ERROR;
+            }
+
+            probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_SIZE;
+            break;
+
+        case NGX_HTTP_TS_HC_CHUNK_TRAILER:
+            if (ch == LF) {
+                goto done;
+            }
+
+            probe->chunk_state = (ch == CR) ? NGX_HTTP_TS_HC_CHUNK_LAST_LF
+                                            : NGX_HTTP_TS_HC_CHUNK_LINE;
+            break;
+
+        case NGX_HTTP_TS_HC_CHUNK_LINE:
+            if (ch == LF) {
+                probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_TRAILER;
+            }
+
+            break;
+
+        case NGX_HTTP_TS_HC_CHUNK_LAST_LF:
+            if (ch != LF) {
+                return NGX_ERROR;
+            }
+
+            goto done;
+        }
+
+        continue;
+
+    size:
+
+        probe->chunk_state = probe->rest ? NGX_HTTP_TS_HC_CHUNK_DATA
+                                         : NGX_HTTP_TS_HC_CHUNK_TRAILER;
+    }
+
+    b->pos = p;
+
+    return NGX_AGAIN;
+
+done:
+
+    b->pos = p;
+
+    return NGX_OK;
+}
+
+
+/* up to NGX_HTTP_TS_HC_BODY_MAX of the body, for body= */
 
 static void
-ngx_http_traffic_shift_health_response(ngx_http_traffic_shift_probe_t *probe)
+ngx_http_traffic_shift_health_keep_body(ngx_http_traffic_shift_probe_t *probe,
+    u_char *p, size_t n)
+{
+    if (probe->body == NULL || probe->body_len == probe->body_size) {
+        return;
+    }
+
+    if (n > probe->body_size - probe->body_len) {
+        n = probe->body_size - probe->body_len;
+    }
+
+    ngx_memcpy(probe->body + probe->body_len, p, n);
+    probe->body_len += n;
+}
+
+
+/* the connection closed, or a status that fails: what was read says */
+
+static void
+ngx_http_traffic_shift_health_eof(ngx_http_traffic_shift_probe_t *probe)
 {
     char        *reason;
     ngx_uint_t   code;
     u_char       status[NGX_HTTP_TS_ERR_LEN];
 
+    probe->keep = 0;
+
     if (!probe->status_parsed) {
-        reason = (probe->buf->last == probe->buf->start) ? "empty response"
-                                                         : "bad status line";
+        reason = (probe->buf.last == probe->buf.start) ? "empty response"
+                                                       : "bad status line";
         ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
                                            reason);
         return;
@@ -627,18 +1216,34 @@ ngx_http_traffic_shift_health_response(ngx_http_traffic_shift_probe_t *probe)
         return;
     }
 
+    if (probe->framing != NGX_HTTP_TS_HC_BODY_EOF) {
+        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
+                                           "incomplete response body");
+        return;
+    }
+
+    ngx_http_traffic_shift_health_complete(probe);
+}
+
+
+/* the whole response is read: the body's match */
+
+static void
+ngx_http_traffic_shift_health_complete(ngx_http_traffic_shift_probe_t *probe)
+{
 #if (NGX_PCRE)
+    char  *reason;
 
     if (probe->conf->body) {
         reason = ngx_http_traffic_shift_health_match(probe);
 
         if (reason) {
+            probe->keep = 0;
             ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
                                                reason);
             return;
         }
     }
-
 #endif
 
     ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_OK, NULL);
@@ -647,7 +1252,7 @@ ngx_http_traffic_shift_health_response(ngx_http_traffic_shift_probe_t *probe)
 
 #if (NGX_PCRE)
 
-/* the body as read: NULL if it matches */
+/* the body as kept: NULL if it matches */
 
 static char *
 ngx_http_traffic_shift_health_match(ngx_http_traffic_shift_probe_t *probe)
@@ -655,8 +1260,8 @@ ngx_http_traffic_shift_health_match(ngx_http_traffic_shift_probe_t *probe)
     ngx_int_t  rc;
     ngx_str_t  body;
 
-    body.data = probe->body_start;
-    body.len = probe->buf->last - probe->body_start;
+    body.data = probe->body ? probe->body : (u_char *) "";
+    body.len = probe->body_len;
 
     rc = ngx_regex_exec(probe->conf->body, &body, NULL, 0);
 
@@ -696,6 +1301,13 @@ ngx_http_traffic_shift_health_done(ngx_http_traffic_shift_probe_t *probe,
 {
     if (!ngx_exiting && !ngx_terminate) {
         ngx_http_traffic_shift_health_record(probe, result, reason);
+    }
+
+    if (result == NGX_HTTP_TS_PROBE_OK && probe->keep
+        && !ngx_exiting && !ngx_terminate && !ngx_quit)
+    {
+        ngx_http_traffic_shift_health_keep(probe);
+        return;
     }
 
     ngx_http_traffic_shift_probe_close(probe);
@@ -742,6 +1354,117 @@ ngx_http_traffic_shift_health_record(ngx_http_traffic_shift_probe_t *probe,
 }
 
 
+/*
+ * The connection stays for the next probe, idle: not timed, reusable (nginx
+ * may close it when it runs short of connections), closed when the server
+ * closes it or sends anything, and when the worker shuts down (c->idle).
+ */
+
+static void
+ngx_http_traffic_shift_health_keep(ngx_http_traffic_shift_probe_t *probe)
+{
+    ngx_connection_t  *c;
+
+    c = probe->pc.connection;
+
+    ngx_http_traffic_shift_health_free(probe);
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    c->read->handler = ngx_http_traffic_shift_health_idle;
+    c->write->handler = ngx_http_traffic_shift_health_idle_write;
+
+    probe->busy = 0;
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_traffic_shift_probe_close(probe);
+        return;
+    }
+
+    ngx_reusable_connection(c, 1);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &probe->log, 0,
+                   "traffic_shift health check of %V: connection kept",
+                   &probe->name);
+}
+
+
+static void
+ngx_http_traffic_shift_health_idle(ngx_event_t *ev)
+{
+    int                              n;
+    char                             buf[1];
+    ngx_err_t                        err;
+    ngx_connection_t                *c;
+    ngx_http_traffic_shift_probe_t  *probe;
+
+    c = ev->data;
+    probe = c->data;
+
+    if (c->close || ev->timedout) {
+        goto close;
+    }
+
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+    err = ngx_socket_errno;
+
+    if (n == -1 && err == NGX_EAGAIN) {
+        ev->ready = 0;
+
+        if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+            goto close;
+        }
+
+        return;
+    }
+
+close:
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &probe->log, 0,
+                   "traffic_shift health check of %V: kept connection "
+                   "closed", &probe->name);
+
+    ngx_http_traffic_shift_probe_close(probe);
+}
+
+
+static void
+ngx_http_traffic_shift_health_idle_write(ngx_event_t *ev)
+{
+    /* void */
+}
+
+
+/* the memory of the probe in flight */
+
+static void
+ngx_http_traffic_shift_health_free(ngx_http_traffic_shift_probe_t *probe)
+{
+    if (probe->buf.start) {
+        ngx_free(probe->buf.start);
+    }
+
+    if (probe->request) {
+        ngx_free(probe->request);
+    }
+
+    if (probe->body) {
+        ngx_free(probe->body);
+    }
+
+    ngx_memzero(&probe->buf, sizeof(ngx_buf_t));
+    probe->request = NULL;
+    probe->body = NULL;
+    probe->body_len = 0;
+}
+
+
 void
 ngx_http_traffic_shift_probe_close(ngx_http_traffic_shift_probe_t *probe)
 {
@@ -772,7 +1495,7 @@ ngx_http_traffic_shift_probe_close(ngx_http_traffic_shift_probe_t *probe)
         probe->pool = NULL;
     }
 
-    probe->buf = NULL;
-    probe->request = NULL;
+    ngx_http_traffic_shift_health_free(probe);
+
     probe->busy = 0;
 }

@@ -15,8 +15,12 @@
 /*
  * A probe of one server: the scheduler (ngx_http_traffic_shift_health.c)
  * owns its timer and lease and starts it; the probe itself
- * (ngx_http_traffic_shift_health_probe.c) connects, asks, reads, and
- * records the result in the zone.
+ * (ngx_http_traffic_shift_health_probe.c) connects (or reuses the
+ * connection kept from the last probe), asks, reads the response as framed
+ * by Content-Length or chunked encoding, and records the result in the
+ * zone.  With keepalive=on the connection then stays open, idle, until the
+ * next probe; it is closed on any error, when the server closes it, and
+ * when the worker exits.
  */
 
 
@@ -25,9 +29,16 @@
 #define NGX_HTTP_TS_HC_SEND        2
 #define NGX_HTTP_TS_HC_RECV        3
 
-/* the response is read to the end; a body to match is kept up to this */
-#define NGX_HTTP_TS_HC_BODY_MAX    16384
-#define NGX_HTTP_TS_HC_BUF_SIZE    1024
+/* body= matches within this much of the body */
+#define NGX_HTTP_TS_HC_BODY_MAX    65536
+/* the status line and each header line fit in it */
+#define NGX_HTTP_TS_HC_BUF_SIZE    4096
+
+/* how the response's body ends */
+#define NGX_HTTP_TS_HC_BODY_NONE     0
+#define NGX_HTTP_TS_HC_BODY_LENGTH   1
+#define NGX_HTTP_TS_HC_BODY_CHUNKED  2
+#define NGX_HTTP_TS_HC_BODY_EOF      3
 
 typedef struct {
     ngx_http_traffic_shift_main_conf_t    *mcf;
@@ -44,20 +55,34 @@ typedef struct {
     ngx_log_t                              log;
     ngx_uint_t                             log_level;
 
-    /* the probe in flight */
+    /* the connection, in flight or kept idle, and its pool */
     ngx_peer_connection_t                  pc;
     ngx_pool_t                            *pool;
-    ngx_buf_t                             *buf;
+
+    /* the probe in flight; its memory is freed when it ends */
+    ngx_buf_t                              buf;
     ngx_http_request_t                    *request;
     ngx_http_status_t                      status;
     u_char                                *sent;
-    /* where the body starts, once the headers are read */
-    u_char                                *body_start;
+    u_char                                *body;
+    size_t                                 body_len;
+    size_t                                 body_size;
+    off_t                                  rest;
     ngx_uint_t                             phase;
+    ngx_uint_t                             framing;
+    ngx_uint_t                             chunk_state;
 
     unsigned                               busy:1;
     unsigned                               status_parsed:1;
     unsigned                               headers_done:1;
+    /* the connection was kept from an earlier probe */
+    unsigned                               reused:1;
+    unsigned                               received:1;
+    /* the response allows the connection to be kept */
+    unsigned                               keep:1;
+    unsigned                               has_length:1;
+    unsigned                               chunked:1;
+    unsigned                               close:1;
 } ngx_http_traffic_shift_probe_t;
 
 

@@ -94,7 +94,7 @@ sub probes {
     my @e;
     for my $line (split /\n/, $tls->read_file('tls.log') // '') {
         my ($req, $status, $host, $ua, $sni, $proto) =
-            $line =~ /^\S+ "GET (\S+) HTTP\/1\.0" (\d+) "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)"/
+            $line =~ /^\S+ "GET (\S+) HTTP\/1\.[01]" (\d+) "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)"/
             or next;
         push @e, { uri => $req, status => $status, host => $host, ua => $ua,
                    sni => $sni, proto => $proto } if $req eq $uri;
