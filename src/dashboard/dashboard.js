@@ -394,7 +394,7 @@ function makeUpstream(u) {
       el('span', { cls: 'meta' }, 'generation ', c.gen, ' · last change ',
          c.updated, ' ', c.source)),
     c.bar, table,
-    el('h4', { text: 'Traffic per pool (last minute)' }),
+    el('h4', { text: 'Traffic per pool (up to the last minute)' }),
     c.chartBox, c.rollout,
     state.write ? makeControls(u) : null);
   return c;
@@ -447,7 +447,8 @@ function renderCharts(c, upstream, pool) {
     pts = [];
     for (j = 0; j < vals.length; j++) {
       v = vals[j] === null ? 0 : vals[j];
-      pts.push(((KEEP - vals.length + j) * 120 / (KEEP - 1)).toFixed(1) + ','
+      pts.push((vals.length < 2 ? 120
+                : j * 120 / (vals.length - 1)).toFixed(1) + ','
                + (29 - 28 * v / max).toFixed(1));
     }
     ch[i].line.setAttribute('points', pts.join(' '));
