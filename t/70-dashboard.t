@@ -204,6 +204,8 @@ ok($b->wait_until(sub { weights()->{blue} == 12.5 },
                   what => 'the canary weights'),
    'canary: blue 12.5%');
 is(weights()->{green}, 87.5, 'canary: the rest to green');
+ok($b->wait_until(sub { shown()->{weights}{blue} eq '12.5%' }),
+   'the page shows the canary');
 
 # drain a server, then bring it back
 sub admin_down {
@@ -240,14 +242,21 @@ like($b->script('return document.querySelector("[data-countdown=app]")'
 $b->click('[data-rollout-action="app/pause"]');
 ok($b->wait_until(sub { rollout_state() eq 'paused' },
                   what => 'the pause'), 'pause button: paused');
-ok($b->wait_until(sub { $b->find('[data-rollout-action="app/abort"]') }),
-   'abort offered');
+ok($b->wait_until(sub { $b->script(
+       'return document.querySelector("[data-rollout-state=app]")'
+       . '.textContent') eq 'paused' }, what => 'the page to show it'),
+   'the page shows the rollout paused');
+ok($b->find('[data-rollout-action="app/resume"]'), 'resume offered');
+ok($b->find('[data-rollout-action="app/abort"]'), 'abort offered');
 $b->click('[data-rollout-action="app/abort"]');
 ok($b->wait_until(sub { rollout_state() eq 'aborted' },
                   what => 'the abort'), 'abort button: aborted');
 
 # a change from a page that read an old generation: 412, in plain words
 $b->click('#pause');
+ok($b->wait_until(sub { $b->script(
+       'return document.body.getAttribute("data-busy")') eq '0' }),
+   'updates paused');
 $r = $t->patch('/traffic/upstreams/app', { active => 'blue' },
                port => 'api');
 is($r->{status}, 200, 'someone else changes the weights');

@@ -215,6 +215,7 @@ function poll() {
     return;
   }
   state.busy = true;
+  document.body.setAttribute('data-busy', '1');
 
   var gets = [api(''), api('upstreams'), api('health'), api('metrics')];
 
@@ -259,6 +260,7 @@ function poll() {
             'Cannot read the API (' + e.message + '); retrying');
   }).then(function () {
     state.busy = false;
+    document.body.setAttribute('data-busy', '0');
     schedule(PERIOD);
   });
 }
