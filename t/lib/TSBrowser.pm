@@ -52,7 +52,7 @@ sub available {
 sub require_or_skip {
     my ($ok, $why) = available();
     return 1 if $ok;
-    if ($ENV{CI}) {
+    if ($ENV{CI} && $ENV{CI} ne 'false') {
         Test::More::fail("browser test: $why");
         Test::More::done_testing();
         exit 1;
