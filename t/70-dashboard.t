@@ -145,6 +145,14 @@ return o;
 JS
 }
 
+# two more polls of the page: what it read is newer than any change made
+# before, so its controls send the current ETag
+sub settle {
+    my $p = shown()->{polls};
+    return $b->wait_until(sub { shown()->{polls} >= $p + 2 },
+                          what => 'two polls of the page');
+}
+
 my $s = $b->wait_until(sub { my $x = shown(); $x->{polls} >= 2 && $x },
                        what => 'the page to load the API');
 is_deeply($s->{weights}, { blue => '100%', green => '0%' },
@@ -187,6 +195,7 @@ like($b->script('return document.querySelector("[data-upstream-card] .bar")'
      'the weight bar says it');
 
 # controls: flip
+settle();
 $b->click('[data-flip="app/green"]');
 ok($b->wait_until(sub { weights()->{green} == 100 },
                   what => 'the flip to green'),
@@ -196,6 +205,7 @@ ok($b->wait_until(sub { shown()->{weights}{green} eq '100%' }),
 like($b->text('#message'), qr/^Done/, 'the page says it is done');
 
 # canary percentage
+settle();
 $b->script('document.querySelector("[data-canary-pool=app]").value = '
            . '"blue"');
 $b->type('[data-canary-percent=app]', '12.5', clear => 1);
@@ -212,6 +222,7 @@ sub admin_down {
     return $t->get('/traffic/health/u_blue/servers/0', port => 'api',
                    quiet => 1)->{json}{admin_down};
 }
+settle();
 $b->click(qq{[data-drain="u_blue/$blue1"]});
 ok($b->wait_until(sub { admin_down() }, what => 'the drain'),
    'drain: the server is admin-down');
@@ -220,6 +231,7 @@ ok($b->wait_until(sub { shown()->{reasons}{"u_blue/$blue1"} eq 'admin' }),
 is(shown()->{states}{"u_blue/$blue1"}, 'admin_down', 'state admin_down');
 $b->wait_until(sub { $b->text(qq{[data-drain="u_blue/$blue1"]})
                      eq 'Bring back' });
+settle();
 $b->click(qq{[data-drain="u_blue/$blue1"]});
 ok($b->wait_until(sub { !admin_down() }),
    'bring back: the server takes traffic again');
@@ -239,6 +251,7 @@ ok($b->wait_until(sub { ($b->script(
        what => 'the rollout on the page'), 'the page shows the rollout');
 like($b->script('return document.querySelector("[data-countdown=app]")'
                 . '.textContent'), qr/^in \d+ s$/, 'with its countdown');
+settle();
 $b->click('[data-rollout-action="app/pause"]');
 ok($b->wait_until(sub { rollout_state() eq 'paused' },
                   what => 'the pause'), 'pause button: paused');
@@ -248,6 +261,7 @@ ok($b->wait_until(sub { $b->script(
    'the page shows the rollout paused');
 ok($b->find('[data-rollout-action="app/resume"]'), 'resume offered');
 ok($b->find('[data-rollout-action="app/abort"]'), 'abort offered');
+settle();
 $b->click('[data-rollout-action="app/abort"]');
 ok($b->wait_until(sub { rollout_state() eq 'aborted' },
                   what => 'the abort'), 'abort button: aborted');

@@ -245,7 +245,11 @@ function poll() {
     }
     return Promise.all(ro.map(function (name) {
       return api('upstreams/' + enc(name) + '/rollout').then(function (x) {
-        if (x.status === 200) { state.rollouts[name] = x.data; }
+        if (x.status === 200) {
+          /* its ETag: the upstream's generation when it was read */
+          x.data.etag = x.etag;
+          state.rollouts[name] = x.data;
+        }
         else { delete state.rollouts[name]; }
       });
     }));
@@ -476,6 +480,7 @@ function renderRollout(c, u) {
     c.roSig = sig;
     box.textContent = '';
     c.countdown = el('dd', { 'data-countdown': u.name });
+    c.started = el('dd');
     var dl = el('dl', null,
       el('dt', { text: 'state' }),
       el('dd', { 'data-rollout-state': u.name, text: ro.state }),
@@ -485,9 +490,7 @@ function renderRollout(c, u) {
                        + ro.steps.map(fmtPct).join(' → ') + '), weight '
                        + fmtPct(ro.weight) }),
       el('dt', { text: 'step ends' }), c.countdown,
-      el('dt', { text: 'started' }),
-      el('dd', { text: (ro.started || '') + ' (' + fmtAgo(ro.started)
-                       + ')' }),
+      el('dt', { text: 'started' }), c.started,
       ro.reason ? el('dt', { text: 'reason' }) : null,
       ro.reason ? el('dd', { text: ro.reason }) : null);
     box.appendChild(el('h4', { text: 'Rollout ' + ro.id }));
@@ -510,6 +513,7 @@ function renderRollout(c, u) {
     text = '–';
   }
   setText(c.countdown, text);
+  setText(c.started, (ro.started || '') + ' (' + fmtAgo(ro.started) + ')');
 }
 
 function makeHistory(name, ro) {
@@ -762,8 +766,9 @@ function makeRolloutControls(u, ro) {
       type: 'button', 'data-rollout-action': name + '/' + action,
       'aria-label': label + ' the rollout of ' + name, text: label,
       on: function () {
+        if (!state.rollouts[name]) { return; }
         send('PATCH', 'upstreams/' + enc(name) + '/rollout',
-             { action: action }, genTag(current(name)),
+             { action: action }, state.rollouts[name].etag,
              action + ' the rollout of ' + name);
       }
     }));
