@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_traffic_shift_api.h"
+#include "ngx_http_traffic_shift_api_dashboard.h"
 #include "ngx_http_traffic_shift_metrics.h"
 
 
@@ -163,6 +164,14 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
                                                     r->connection->log);
     }
 
+    /* the status page (docs/dashboard.md) */
+
+    rc = ngx_http_traffic_shift_api_dashboard(r);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     if (ngx_http_traffic_shift_api_path(r, &req->path, &err) != NGX_OK) {
         goto discard;
     }
@@ -209,6 +218,10 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
                                              "this API location is read-only, "
                                              "changes need "
                                              "\"traffic_shift_api write=on\"");
+        goto discard;
+    }
+
+    if (ngx_http_traffic_shift_api_cross_site(r, &err) != NGX_OK) {
         goto discard;
     }
 
@@ -293,6 +306,7 @@ ngx_http_traffic_shift_api_get(ngx_http_request_t *r,
     ngx_uint_t                           etag;
     ngx_http_traffic_shift_api_err_t     err;
     ngx_http_traffic_shift_weights_t     w;
+    ngx_http_traffic_shift_loc_conf_t   *lcf;
     ngx_http_traffic_shift_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
@@ -305,6 +319,18 @@ ngx_http_traffic_shift_api_get(ngx_http_request_t *r,
 
     case NGX_HTTP_TS_API_INDEX:
         json = ngx_http_traffic_shift_api_index_json(mcf);
+
+        /* whether this location takes changes: the status page asks */
+
+        lcf = ngx_http_get_module_loc_conf(r, ngx_http_traffic_shift_module);
+
+        if (json
+            && json_object_set_new(json, "write", json_boolean(lcf->write)))
+        {
+            json_decref(json);
+            json = NULL;
+        }
+
         break;
 
     case NGX_HTTP_TS_API_UPSTREAMS:
