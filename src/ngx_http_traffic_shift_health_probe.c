@@ -13,24 +13,13 @@
  * headers and the body as framed by Content-Length or chunked encoding
  * (HEAD, 1xx, 204 and 304 have none; without either, to the end of the
  * connection), keep up to 64 KiB of it for body=, then record the result.
- * tcp probes end when the connection is established.
+ * tcp probes end when the connection is established.  The response is
+ * parsed and judged in ngx_http_traffic_shift_health_response.c.
  *
  * A kept connection that fails before any byte of the response came back
  * (the server closed it while the probe was sent) is not the server's
  * failure: the probe is sent again once on a new connection.
  */
-
-
-#define NGX_HTTP_TS_HC_CHUNK_SIZE      0
-#define NGX_HTTP_TS_HC_CHUNK_EXT       1
-#define NGX_HTTP_TS_HC_CHUNK_SIZE_LF   2
-#define NGX_HTTP_TS_HC_CHUNK_DATA      3
-#define NGX_HTTP_TS_HC_CHUNK_DATA_CR   4
-#define NGX_HTTP_TS_HC_CHUNK_DATA_LF   5
-#define NGX_HTTP_TS_HC_CHUNK_TRAILER   6
-#define NGX_HTTP_TS_HC_CHUNK_LINE      7
-#define NGX_HTTP_TS_HC_CHUNK_LAST_LF   8
-#define NGX_HTTP_TS_HC_CHUNK_HEX       9
 
 
 static ngx_int_t ngx_http_traffic_shift_health_reuse(
@@ -56,30 +45,8 @@ static ngx_int_t ngx_http_traffic_shift_health_room(
     ngx_http_traffic_shift_probe_t *probe);
 static void ngx_http_traffic_shift_health_lost(
     ngx_http_traffic_shift_probe_t *probe, char *reason);
-static ngx_int_t ngx_http_traffic_shift_health_parse(
-    ngx_http_traffic_shift_probe_t *probe);
-static ngx_int_t ngx_http_traffic_shift_health_headers(
-    ngx_http_traffic_shift_probe_t *probe);
-static ngx_int_t ngx_http_traffic_shift_health_header(
-    ngx_http_traffic_shift_probe_t *probe);
-static ngx_int_t ngx_http_traffic_shift_health_framing(
-    ngx_http_traffic_shift_probe_t *probe);
-static ngx_int_t ngx_http_traffic_shift_health_body(
-    ngx_http_traffic_shift_probe_t *probe);
-static ngx_int_t ngx_http_traffic_shift_health_chunked(
-    ngx_http_traffic_shift_probe_t *probe);
-static void ngx_http_traffic_shift_health_keep_body(
-    ngx_http_traffic_shift_probe_t *probe, u_char *p, size_t n);
-static void ngx_http_traffic_shift_health_eof(
-    ngx_http_traffic_shift_probe_t *probe);
-static void ngx_http_traffic_shift_health_complete(
-    ngx_http_traffic_shift_probe_t *probe);
-#if (NGX_PCRE)
-static char *ngx_http_traffic_shift_health_match(
-    ngx_http_traffic_shift_probe_t *probe);
-#endif
-static ngx_uint_t ngx_http_traffic_shift_health_status_ok(
-    ngx_http_traffic_shift_health_conf_t *conf, ngx_uint_t code);
+static void ngx_http_traffic_shift_health_result(
+    ngx_http_traffic_shift_probe_t *probe, ngx_int_t rc);
 static void ngx_http_traffic_shift_health_done(
     ngx_http_traffic_shift_probe_t *probe, ngx_uint_t result, char *reason);
 static void ngx_http_traffic_shift_health_record(
@@ -110,6 +77,7 @@ ngx_http_traffic_shift_probe_start(ngx_http_traffic_shift_probe_t *probe)
     probe->chunked = 0;
     probe->close = 0;
     probe->request = NULL;
+    probe->reason = NULL;
     probe->body = NULL;
     probe->body_len = 0;
     probe->body_size = 0;
@@ -647,7 +615,8 @@ ngx_http_traffic_shift_health_recv(ngx_http_traffic_shift_probe_t *probe)
                 return;
             }
 
-            ngx_http_traffic_shift_health_eof(probe);
+            rc = ngx_http_traffic_shift_health_eof(probe);
+            ngx_http_traffic_shift_health_result(probe, rc);
             return;
         }
 
@@ -660,12 +629,7 @@ ngx_http_traffic_shift_health_recv(ngx_http_traffic_shift_probe_t *probe)
             continue;
         }
 
-        if (rc == NGX_OK) {
-            ngx_http_traffic_shift_health_complete(probe);
-        }
-
-        /* NGX_DONE: the probe is over */
-
+        ngx_http_traffic_shift_health_result(probe, rc);
         return;
     }
 }
@@ -733,565 +697,29 @@ ngx_http_traffic_shift_health_lost(ngx_http_traffic_shift_probe_t *probe,
 }
 
 
-/*
- * What was read: NGX_AGAIN: more is needed; NGX_OK: the response is
- * complete; NGX_DONE: the probe is over (a failure)
- */
-
-static ngx_int_t
-ngx_http_traffic_shift_health_parse(ngx_http_traffic_shift_probe_t *probe)
-{
-    ngx_int_t  rc;
-
-    if (!probe->status_parsed) {
-        rc = ngx_http_parse_status_line(probe->request, &probe->buf,
-                                        &probe->status);
-
-        if (rc == NGX_AGAIN) {
-            return NGX_AGAIN;
-        }
-
-        if (rc != NGX_OK) {
-            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                               "bad status line");
-            return NGX_DONE;
-        }
-
-        probe->status_parsed = 1;
-
-        if (!ngx_http_traffic_shift_health_status_ok(probe->conf,
-                                                     probe->status.code))
-        {
-            /* no need to read further: the status says it */
-            ngx_http_traffic_shift_health_eof(probe);
-            return NGX_DONE;
-        }
-    }
-
-    if (!probe->headers_done) {
-        rc = ngx_http_traffic_shift_health_headers(probe);
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-    }
-
-    return ngx_http_traffic_shift_health_body(probe);
-}
-
-
-/*
- * The headers are read to their end, as nginx's proxy does: a response
- * cut off inside them is a failure.  A header line cut by the end of what
- * was read is parsed again from its start with more.
- */
-
-static ngx_int_t
-ngx_http_traffic_shift_health_headers(ngx_http_traffic_shift_probe_t *probe)
-{
-    u_char     *start;
-    ngx_int_t   rc;
-
-    for ( ;; ) {
-        start = probe->buf.pos;
-
-        rc = ngx_http_parse_header_line(probe->request, &probe->buf, 1);
-
-        if (rc == NGX_OK) {
-            if (ngx_http_traffic_shift_health_header(probe) != NGX_OK) {
-                return NGX_DONE;
-            }
-
-            continue;
-        }
-
-        if (rc == NGX_AGAIN) {
-            probe->buf.pos = start;
-            probe->request->state = 0;
-            return NGX_AGAIN;
-        }
-
-        if (rc == NGX_HTTP_PARSE_HEADER_DONE) {
-            probe->headers_done = 1;
-            return ngx_http_traffic_shift_health_framing(probe);
-        }
-
-        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                           "bad header");
-        return NGX_DONE;
-    }
-}
-
-
-/* Content-Length, Transfer-Encoding and Connection frame the response */
-
-static ngx_int_t
-ngx_http_traffic_shift_health_header(ngx_http_traffic_shift_probe_t *probe)
-{
-    off_t                n;
-    ngx_str_t            name, value;
-    ngx_http_request_t  *r;
-
-    r = probe->request;
-
-    name.data = r->header_name_start;
-    name.len = r->header_name_end - r->header_name_start;
-    value.data = r->header_start;
-    value.len = r->header_end - r->header_start;
-
-    if (name.len == sizeof("Content-Length") - 1
-        && ngx_strncasecmp(name.data, (u_char *) "Content-Length", name.len)
-           == 0)
-    {
-        n = ngx_atoof(value.data, value.len);
-
-        if (n == NGX_ERROR || (probe->has_length && n != probe->rest)) {
-            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                               "bad content length");
-            return NGX_ERROR;
-        }
-
-        probe->has_length = 1;
-        probe->rest = n;
-        return NGX_OK;
-    }
-
-    if (name.len == sizeof("Transfer-Encoding") - 1
-        && ngx_strncasecmp(name.data, (u_char *) "Transfer-Encoding",
-                           name.len)
-           == 0)
-    {
-        if (value.len != sizeof("chunked") - 1
-            || ngx_strncasecmp(value.data, (u_char *) "chunked", value.len)
-               != 0)
-        {
-            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                               "unknown transfer encoding");
-            return NGX_ERROR;
-        }
-
-        probe->chunked = 1;
-        return NGX_OK;
-    }
-
-    if (name.len == sizeof("Connection") - 1
-        && ngx_strncasecmp(name.data, (u_char *) "Connection", name.len)
-           == 0
-        && ngx_strlcasestrn(value.data, value.data + value.len,
-                            (u_char *) "close", sizeof("close") - 2)
-           != NULL)
-    {
-        probe->close = 1;
-    }
-
-    return NGX_OK;
-}
-
-
-/* how the body ends, whether the connection can be kept, where it goes */
-
-static ngx_int_t
-ngx_http_traffic_shift_health_framing(ngx_http_traffic_shift_probe_t *probe)
-{
-    ngx_uint_t  code;
-
-    code = probe->status.code;
-
-    if (probe->conf->method == NGX_HTTP_TS_HC_HEAD
-        || code < 200 || code == 204 || code == 304)
-    {
-        probe->framing = NGX_HTTP_TS_HC_BODY_NONE;
-
-    } else if (probe->chunked) {
-        probe->framing = NGX_HTTP_TS_HC_BODY_CHUNKED;
-        probe->rest = 0;
-
-    } else if (probe->has_length) {
-        probe->framing = probe->rest ? NGX_HTTP_TS_HC_BODY_LENGTH
-                                     : NGX_HTTP_TS_HC_BODY_NONE;
-
-    } else {
-        probe->framing = NGX_HTTP_TS_HC_BODY_EOF;
-    }
-
-    probe->keep = probe->conf->keepalive
-                  && probe->status.http_version >= NGX_HTTP_VERSION_11
-                  && !probe->close
-                  && probe->framing != NGX_HTTP_TS_HC_BODY_EOF;
-
-#if (NGX_PCRE)
-
-    if (probe->conf->body && probe->framing != NGX_HTTP_TS_HC_BODY_NONE) {
-        probe->body_size = NGX_HTTP_TS_HC_BODY_MAX;
-
-        if (probe->framing == NGX_HTTP_TS_HC_BODY_LENGTH
-            && probe->rest < NGX_HTTP_TS_HC_BODY_MAX)
-        {
-            probe->body_size = (size_t) probe->rest;
-        }
-
-        probe->body = ngx_alloc(probe->body_size, &probe->log);
-        if (probe->body == NULL) {
-            ngx_http_traffic_shift_probe_close(probe);
-            return NGX_DONE;
-        }
-    }
-
-#endif
-
-    return NGX_OK;
-}
-
-
-/* the body read so far: NGX_OK once it is complete */
-
-static ngx_int_t
-ngx_http_traffic_shift_health_body(ngx_http_traffic_shift_probe_t *probe)
-{
-    size_t      n;
-    ngx_int_t   rc;
-    ngx_buf_t  *b;
-
-    b = &probe->buf;
-
-    switch (probe->framing) {
-
-    case NGX_HTTP_TS_HC_BODY_NONE:
-        rc = NGX_OK;
-        break;
-
-    case NGX_HTTP_TS_HC_BODY_LENGTH:
-        n = b->last - b->pos;
-
-        if ((off_t) n > probe->rest) {
-            n = (size_t) probe->rest;
-        }
-
-        ngx_http_traffic_shift_health_keep_body(probe, b->pos, n);
-        b->pos += n;
-        probe->rest -= n;
-
-        rc = probe->rest ? NGX_AGAIN : NGX_OK;
-        break;
-
-    case NGX_HTTP_TS_HC_BODY_CHUNKED:
-        rc = ngx_http_traffic_shift_health_chunked(probe);
-
-        if (rc == NGX_ERROR) {
-            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                               "bad chunked body");
-            return NGX_DONE;
-        }
-
-        break;
-
-    default: /* NGX_HTTP_TS_HC_BODY_EOF */
-        ngx_http_traffic_shift_health_keep_body(probe, b->pos,
-                                                b->last - b->pos);
-        b->pos = b->last;
-        return NGX_AGAIN;
-    }
-
-    if (b->pos == b->last) {
-        /* all of it is parsed: the buffer is free again */
-        b->pos = b->start;
-        b->last = b->start;
-
-    } else if (rc == NGX_OK) {
-        /* more than the response: the connection is not kept */
-        probe->keep = 0;
-    }
-
-    return rc;
-}
-
-
-/* chunked encoding: sizes in hex, extensions, data, trailers */
-
-static ngx_int_t
-ngx_http_traffic_shift_health_chunked(ngx_http_traffic_shift_probe_t *probe)
-{
-    u_char      ch, *p, *last;
-    size_t      n;
-    ngx_int_t   d;
-    ngx_buf_t  *b;
-
-    b = &probe->buf;
-    p = b->pos;
-    last = b->last;
-
-    while (p < last) {
-
-        switch (probe->chunk_state) {
-
-        case NGX_HTTP_TS_HC_CHUNK_DATA:
-            n = last - p;
-
-            if ((off_t) n > probe->rest) {
-                n = (size_t) probe->rest;
-            }
-
-            ngx_http_traffic_shift_health_keep_body(probe, p, n);
-            p += n;
-            probe->rest -= n;
-
-            if (probe->rest == 0) {
-                probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_DATA_CR;
-            }
-
-            continue;
-
-        default:
-            break;
-        }
-
-        ch = *p++;
-
-        switch (probe->chunk_state) {
-
-        case NGX_HTTP_TS_HC_CHUNK_SIZE:
-        case NGX_HTTP_TS_HC_CHUNK_HEX:
-
-            if (ch >= '0' && ch <= '9') {
-                d = ch - '0';
-
-            } else if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f') {
-                d = (ch | 0x20) - 'a' + 10;
-
-            } else if (probe->chunk_state == NGX_HTTP_TS_HC_CHUNK_SIZE) {
-                return NGX_ERROR;
-
-            } else if (ch == ';' || ch == ' ' || ch == '\t') {
-                probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_EXT;
-                break;
-
-            } else if (ch == CR) {
-                probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_SIZE_LF;
-                break;
-
-            } else if (ch == LF) {
-                goto size;
-
-            } else {
-                return NGX_ERROR;
-            }
-
-            if (probe->rest > (NGX_MAX_OFF_T_VALUE - 15) / 16) {
-                return NGX_ERROR;
-            }
-
-            probe->rest = probe->rest * 16 + d;
-            probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_HEX;
-            break;
-
-        case NGX_HTTP_TS_HC_CHUNK_EXT:
-            if (ch == LF) {
-                goto size;
-            }
-
-            break;
-
-        case NGX_HTTP_TS_HC_CHUNK_SIZE_LF:
-            if (ch != LF) {
-                return NGX_ERROR;
-            }
-
-            goto size;
-
-        case NGX_HTTP_TS_HC_CHUNK_DATA_CR:
-            if (ch == LF) {
-                probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_SIZE;
-                break;
-            }
-
-            if (ch != CR) {
-                return NGX_ERROR;
-            }
-
-            probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_DATA_LF;
-            break;
-
-        case NGX_HTTP_TS_HC_CHUNK_DATA_LF:
-            if (ch != LF) {
-                return NGX_ERROR;
-            }
-
-            probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_SIZE;
-            break;
-
-        case NGX_HTTP_TS_HC_CHUNK_TRAILER:
-            if (ch == LF) {
-                goto done;
-            }
-
-            probe->chunk_state = (ch == CR) ? NGX_HTTP_TS_HC_CHUNK_LAST_LF
-                                            : NGX_HTTP_TS_HC_CHUNK_LINE;
-            break;
-
-        case NGX_HTTP_TS_HC_CHUNK_LINE:
-            if (ch == LF) {
-                probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_TRAILER;
-            }
-
-            break;
-
-        case NGX_HTTP_TS_HC_CHUNK_LAST_LF:
-            if (ch != LF) {
-                return NGX_ERROR;
-            }
-
-            goto done;
-        }
-
-        continue;
-
-    size:
-
-        probe->chunk_state = probe->rest ? NGX_HTTP_TS_HC_CHUNK_DATA
-                                         : NGX_HTTP_TS_HC_CHUNK_TRAILER;
-    }
-
-    b->pos = p;
-
-    return NGX_AGAIN;
-
-done:
-
-    b->pos = p;
-
-    return NGX_OK;
-}
-
-
-/* up to NGX_HTTP_TS_HC_BODY_MAX of the body, for body= */
+/* what the response came to (ngx_http_traffic_shift_health_response.c) */
 
 static void
-ngx_http_traffic_shift_health_keep_body(ngx_http_traffic_shift_probe_t *probe,
-    u_char *p, size_t n)
+ngx_http_traffic_shift_health_result(ngx_http_traffic_shift_probe_t *probe,
+    ngx_int_t rc)
 {
-    if (probe->body == NULL || probe->body_len == probe->body_size) {
+    switch (rc) {
+
+    case NGX_OK:
+        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_OK, NULL);
         return;
-    }
 
-    if (n > probe->body_size - probe->body_len) {
-        n = probe->body_size - probe->body_len;
-    }
-
-    ngx_memcpy(probe->body + probe->body_len, p, n);
-    probe->body_len += n;
-}
-
-
-/* the connection closed, or a status that fails: what was read says */
-
-static void
-ngx_http_traffic_shift_health_eof(ngx_http_traffic_shift_probe_t *probe)
-{
-    char        *reason;
-    ngx_uint_t   code;
-    u_char       status[NGX_HTTP_TS_ERR_LEN];
-
-    probe->keep = 0;
-
-    if (!probe->status_parsed) {
-        reason = (probe->buf.last == probe->buf.start) ? "empty response"
-                                                       : "bad status line";
+    case NGX_DECLINED:
         ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                           reason);
+                                           probe->reason);
+        return;
+
+    default: /* NGX_ERROR */
+
+        /* no memory: not the server's failure */
+        ngx_http_traffic_shift_probe_close(probe);
         return;
     }
-
-    code = probe->status.code;
-
-    if (!ngx_http_traffic_shift_health_status_ok(probe->conf, code)) {
-        ngx_snprintf(status, sizeof(status), "status %ui%Z", code);
-        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                           (char *) status);
-        return;
-    }
-
-    if (!probe->headers_done) {
-        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                           "incomplete response");
-        return;
-    }
-
-    if (probe->framing != NGX_HTTP_TS_HC_BODY_EOF) {
-        ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                           "incomplete response body");
-        return;
-    }
-
-    ngx_http_traffic_shift_health_complete(probe);
-}
-
-
-/* the whole response is read: the body's match */
-
-static void
-ngx_http_traffic_shift_health_complete(ngx_http_traffic_shift_probe_t *probe)
-{
-#if (NGX_PCRE)
-    char  *reason;
-
-    if (probe->conf->body) {
-        reason = ngx_http_traffic_shift_health_match(probe);
-
-        if (reason) {
-            probe->keep = 0;
-            ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_FAIL,
-                                               reason);
-            return;
-        }
-    }
-#endif
-
-    ngx_http_traffic_shift_health_done(probe, NGX_HTTP_TS_PROBE_OK, NULL);
-}
-
-
-#if (NGX_PCRE)
-
-/* the body as kept: NULL if it matches */
-
-static char *
-ngx_http_traffic_shift_health_match(ngx_http_traffic_shift_probe_t *probe)
-{
-    ngx_int_t  rc;
-    ngx_str_t  body;
-
-    body.data = probe->body ? probe->body : (u_char *) "";
-    body.len = probe->body_len;
-
-    rc = ngx_regex_exec(probe->conf->body, &body, NULL, 0);
-
-    if (rc >= 0) {
-        return NULL;
-    }
-
-    if (rc == NGX_REGEX_NO_MATCHED) {
-        return "body mismatch";
-    }
-
-    ngx_log_error(NGX_LOG_ALERT, &probe->log, 0,
-                  ngx_regex_exec_n " failed: %i on \"%V\"",
-                  rc, &probe->conf->body_pattern);
-
-    return "body match failed";
-}
-
-#endif
-
-
-static ngx_uint_t
-ngx_http_traffic_shift_health_status_ok(
-    ngx_http_traffic_shift_health_conf_t *conf, ngx_uint_t code)
-{
-    if (code >= NGX_HTTP_TS_HC_STATUS_MAX) {
-        return 0;
-    }
-
-    return (conf->status[code / 32] & ((uint32_t) 1 << (code % 32))) != 0;
 }
 
 

@@ -17,10 +17,11 @@
  * owns its timer and lease and starts it; the probe itself
  * (ngx_http_traffic_shift_health_probe.c) connects (or reuses the
  * connection kept from the last probe), asks, reads the response as framed
- * by Content-Length or chunked encoding, and records the result in the
- * zone.  With keepalive=on the connection then stays open, idle, until the
- * next probe; it is closed on any error, when the server closes it, and
- * when the worker exits.
+ * by Content-Length or chunked encoding (parsed and judged by
+ * ngx_http_traffic_shift_health_response.c), and records the result in
+ * the zone.  With keepalive=on the connection then stays open, idle, until
+ * the next probe; it is closed on any error, when the server closes it,
+ * and when the worker exits.
  */
 
 
@@ -39,6 +40,18 @@
 #define NGX_HTTP_TS_HC_BODY_LENGTH   1
 #define NGX_HTTP_TS_HC_BODY_CHUNKED  2
 #define NGX_HTTP_TS_HC_BODY_EOF      3
+
+/* where the chunked parser is */
+#define NGX_HTTP_TS_HC_CHUNK_SIZE      0
+#define NGX_HTTP_TS_HC_CHUNK_EXT       1
+#define NGX_HTTP_TS_HC_CHUNK_SIZE_LF   2
+#define NGX_HTTP_TS_HC_CHUNK_DATA      3
+#define NGX_HTTP_TS_HC_CHUNK_DATA_CR   4
+#define NGX_HTTP_TS_HC_CHUNK_DATA_LF   5
+#define NGX_HTTP_TS_HC_CHUNK_TRAILER   6
+#define NGX_HTTP_TS_HC_CHUNK_LINE      7
+#define NGX_HTTP_TS_HC_CHUNK_LAST_LF   8
+#define NGX_HTTP_TS_HC_CHUNK_HEX       9
 
 typedef struct {
     ngx_http_traffic_shift_main_conf_t    *mcf;
@@ -72,6 +85,10 @@ typedef struct {
     ngx_uint_t                             framing;
     ngx_uint_t                             chunk_state;
 
+    /* why the response fails, and room for a reason written here */
+    char                                  *reason;
+    u_char                                 error[NGX_HTTP_TS_ERR_LEN];
+
     unsigned                               busy:1;
     unsigned                               status_parsed:1;
     unsigned                               headers_done:1;
@@ -86,8 +103,17 @@ typedef struct {
 } ngx_http_traffic_shift_probe_t;
 
 
+/* ngx_http_traffic_shift_health_probe.c */
+
 void ngx_http_traffic_shift_probe_start(ngx_http_traffic_shift_probe_t *probe);
 void ngx_http_traffic_shift_probe_close(ngx_http_traffic_shift_probe_t *probe);
+
+/* ngx_http_traffic_shift_health_response.c */
+
+ngx_int_t ngx_http_traffic_shift_health_parse(
+    ngx_http_traffic_shift_probe_t *probe);
+ngx_int_t ngx_http_traffic_shift_health_eof(
+    ngx_http_traffic_shift_probe_t *probe);
 
 
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_HEALTH_PROBE_H_INCLUDED_ */
