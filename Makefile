@@ -19,6 +19,8 @@
 #   make dist            $(DIST_DIR)/nginx-traffic-shift-VERSION.tar.gz, the
 #                        release tarball: the files git tracks, as they are
 #                        in the work tree, but .ci/ (docs/install.md)
+#   make dist-check      build the module from that tarball, unpacked in a
+#                        temporary directory; check the version it reports
 #   make deb             the Debian packages libnginx-mod-http-traffic-shift
 #                        and traffic-shift, built from that tarball with
 #                        dpkg-buildpackage in $(DEB_DIR), then lintian
@@ -105,7 +107,7 @@ LINTIAN ?= 1
 export NGINX_SRC NGINX_CONFIGURE_FLAGS NGINX_CC_OPT NGINX_LD_OPT
 
 .PHONY: all module deps deps-check test check-style demo install \
-        clean bench asan fuzz test-nginx nginx-build-check dist deb version
+        clean bench asan fuzz test-nginx nginx-build-check dist dist-check deb version
 
 all: module
 
@@ -211,6 +213,9 @@ dist:
 	    -cf - | gzip -n9 > '$(DIST_TARBALL).tmp'
 	@mv -f '$(DIST_TARBALL).tmp' '$(DIST_TARBALL)'
 	@echo "built $(DIST_TARBALL)"
+
+dist-check:
+	scripts/dist-check
 
 # The Debian packages, from the release tarball unpacked in $(DEB_DIR)
 # (dpkg-buildpackage writes the .deb files next to the source directory):
