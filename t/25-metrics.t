@@ -75,6 +75,22 @@ my %families = (
     traffic_shift_rollout_step => 'gauge',
     traffic_shift_rollout_state => 'gauge',
     traffic_shift_rollouts_total => 'counter',
+    # the families named by Prometheus' rules (t/71-metrics-names.t)
+    traffic_shift_pool_weight_ratio => 'gauge',
+    traffic_shift_pool_info => 'gauge',
+    traffic_shift_pool_requests_total => 'counter',
+    traffic_shift_pool_responses_total => 'counter',
+    traffic_shift_weights_generation => 'gauge',
+    traffic_shift_last_change_timestamp_seconds => 'gauge',
+    traffic_shift_pool_upstream_response_duration_seconds => 'histogram',
+    traffic_shift_pool_upstream_errors_total => 'counter',
+    traffic_shift_rollout_current_step => 'gauge',
+    traffic_shift_rollout_in_state => 'gauge',
+    traffic_shift_rollouts_ended_total => 'counter',
+    traffic_shift_upstream_servers => 'gauge',
+    traffic_shift_upstream_live_servers => 'gauge',
+    traffic_shift_server_down => 'gauge',
+    traffic_shift_state_unsaved_changes => 'gauge',
 );
 is_deeply($m->{types}, \%families, 'TYPE of every family');
 is_deeply([sort keys %{$m->{help}}], [sort keys %families],
