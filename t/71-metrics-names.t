@@ -6,7 +6,8 @@
 # pool's info; a server's reasons to be down apart from server_up; the
 # time of the last change; the state file's unsaved changes;
 # ?servers=off.  And contrib/: the alerting and compatibility rules pass
-# "promtool check rules", the Grafana dashboard's queries parse.
+# "promtool check rules", the alerts their unit tests (promtool test
+# rules), the Grafana dashboard's queries parse.
 
 use strict;
 use warnings;
@@ -152,7 +153,7 @@ $t->stop;
 
 # contrib/: rules and the dashboard's queries
 SKIP: {
-    skip('promtool is not installed (Debian: prometheus)', 3)
+    skip('promtool is not installed (Debian: prometheus)', 4)
         unless $promtool;
     for my $f (qw(alerts.yml compat-0.1-rules.yml)) {
         my $r = run_capture({ dir => $t->testdir }, $promtool, 'check',
@@ -160,6 +161,11 @@ SKIP: {
         is($r->{rc}, 0, "promtool check rules contrib/prometheus/$f")
             or diag($r->{out} . $r->{err});
     }
+    # the alerts fire when they should, and only then
+    my $r = run_capture({ dir => $t->testdir }, $promtool, 'test', 'rules',
+                        "$ROOT/contrib/prometheus/alerts.test.yml");
+    is($r->{rc}, 0, 'promtool test rules contrib/prometheus/alerts.test.yml')
+        or diag($r->{out} . $r->{err});
 
     open(my $fh, '<', "$ROOT/contrib/grafana/nginx-traffic-shift.json")
         or die $!;
