@@ -184,7 +184,7 @@ SKIP: {
         $n++;
     }
     $t->write_file('dashboard-rules.yml', $rules);
-    my $r = run_capture({ dir => $t->testdir }, $promtool, 'check', 'rules',
+    $r = run_capture({ dir => $t->testdir }, $promtool, 'check', 'rules',
                         $t->testdir . '/dashboard-rules.yml');
     is($r->{rc}, 0, "the dashboard's $n queries parse")
         or diag($r->{out} . $r->{err});
