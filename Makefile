@@ -16,6 +16,15 @@
 #   make fuzz            build the libFuzzer targets (clang), run each for
 #                        FUZZ_SECONDS (fuzz/run)
 #   make install         copy the module to $(NGINX_MODULES_DIR)
+#   make dist            $(DIST_DIR)/nginx-traffic-shift-VERSION.tar.gz, the
+#                        release tarball: the files git tracks, as they are
+#                        in the work tree, but .ci/ (docs/install.md)
+#   make dist-check      build the module from that tarball, unpacked in a
+#                        temporary directory; check the version it reports
+#   make deb             the Debian packages libnginx-mod-http-traffic-shift
+#                        and traffic-shift, built from that tarball with
+#                        dpkg-buildpackage in $(DEB_DIR), then lintian
+#   make version         print the version (src/ngx_http_traffic_shift.h)
 #   make clean           remove $(BUILD_DIR)
 #
 # Variables:
@@ -40,6 +49,9 @@
 #   ASAN_CC_OPT, ASAN_LD_OPT   its compiler and linker flags
 #   FUZZ_SECONDS, FUZZ_TARGETS   seconds per fuzz target (default 30),
 #                          which targets (default: all)
+#   DIST_DIR, DEB_DIR      where make dist and make deb write (default:
+#                          $(BUILD_DIR)/dist, $(BUILD_DIR)/deb)
+#   LINTIAN=0              make deb: do not run lintian
 #   BENCH                  parts of the benchmark to run (default: all;
 #                          proxy instr api zone); BENCH_* in scripts/bench
 
@@ -82,10 +94,20 @@ ASAN_PRELOAD ?= $(shell gcc -print-file-name=libasan.so) \
                 $(shell gcc -print-file-name=libubsan.so)
 ASAN_NGINX_BINARY ?= $(or $(TS_NGINX),/usr/sbin/nginx)
 
+# the release: one #define, read by make dist and make deb; the CLI and
+# debian/changelog carry the same (scripts/check-version, in make test)
+VERSION := $(shell sed -n 's/^\#define NGX_HTTP_TS_VERSION *"\(.*\)"/\1/p' \
+             src/ngx_http_traffic_shift.h)
+DIST_NAME := nginx-traffic-shift-$(VERSION)
+DIST_DIR ?= $(BUILD_ABS)/dist
+DEB_DIR ?= $(BUILD_ABS)/deb
+DIST_TARBALL = $(abspath $(DIST_DIR))/$(DIST_NAME).tar.gz
+LINTIAN ?= 1
+
 export NGINX_SRC NGINX_CONFIGURE_FLAGS NGINX_CC_OPT NGINX_LD_OPT
 
 .PHONY: all module deps deps-check test check-style demo install \
-        clean bench asan fuzz test-nginx nginx-build-check
+        clean bench asan fuzz test-nginx nginx-build-check dist dist-check deb version
 
 all: module
 
@@ -111,6 +133,7 @@ endif
 check-style:
 	scripts/check-style
 	scripts/check-layers
+	scripts/check-version
 
 test: $(SUITE_DEPS) check-style
 	$(SUITE_ENV) $(PROVE) -I t/lib $(PROVE_FLAGS) $(TESTS)
@@ -169,6 +192,46 @@ install: module
 	install -m 0644 '$(MODULE)' '$(DESTDIR)$(NGINX_MODULES_DIR)/'
 	@echo "installed; load it with (in nginx.conf, main context):"
 	@echo "    load_module $(NGINX_MODULES_DIR)/$(MODULE_NAME).so;"
+
+version:
+	@echo '$(VERSION)'
+
+# The release tarball: every file git tracks (git ls-files), with its
+# content in the work tree (a change not yet committed is in it, a file
+# not yet added is not), but CI's; one top directory, the owner root, the
+# dates of the last commit, sorted: the same files give the same tarball.
+dist:
+	@test -n '$(VERSION)' || { echo "make dist: no NGX_HTTP_TS_VERSION" \
+	    "in src/ngx_http_traffic_shift.h" >&2; exit 1; }
+	@scripts/check-version
+	@mkdir -p '$(abspath $(DIST_DIR))'
+	git ls-files -z -- . ':!:.ci' ':!:.gitignore' \
+	| tar --null --files-from=- --sort=name \
+	    --transform='s,^,$(DIST_NAME)/,' \
+	    --owner=0 --group=0 --numeric-owner \
+	    --mtime="@$$(git log -1 --format=%ct)" --mode='u+w,go-w' \
+	    -cf - | gzip -n9 > '$(DIST_TARBALL).tmp'
+	@mv -f '$(DIST_TARBALL).tmp' '$(DIST_TARBALL)'
+	@echo "built $(DIST_TARBALL)"
+
+dist-check:
+	scripts/dist-check
+
+# The Debian packages, from the release tarball unpacked in $(DEB_DIR)
+# (dpkg-buildpackage writes the .deb files next to the source directory):
+# nothing of the work tree but what make dist takes.
+deb: dist
+	@case '$(abspath $(DEB_DIR))' in /|'$(CURDIR)') \
+	    echo "refusing to use $(DEB_DIR)" >&2; exit 1;; esac
+	rm -rf '$(abspath $(DEB_DIR))'
+	mkdir -p '$(abspath $(DEB_DIR))'
+	tar -xzf '$(DIST_TARBALL)' -C '$(abspath $(DEB_DIR))'
+	cd '$(abspath $(DEB_DIR))/$(DIST_NAME)' && dpkg-buildpackage -us -uc -b
+	@ls -1 '$(abspath $(DEB_DIR))'/*.deb
+ifneq ($(LINTIAN),0)
+	lintian --fail-on error,warning --info \
+	    '$(abspath $(DEB_DIR))'/nginx-traffic-shift_$(VERSION)_*.changes
+endif
 
 clean:
 	@case '$(BUILD_ABS)' in /|'$(CURDIR)') \

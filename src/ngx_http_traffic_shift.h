@@ -15,6 +15,13 @@
 #include "ngx_http_traffic_shift_compat.h"
 
 
+/*
+ * the release: GET / reports it as "module_version", the master logs it at
+ * start; the Makefile, the CLI and debian/changelog carry the same
+ * (scripts/check-version)
+ */
+#define NGX_HTTP_TS_VERSION       "0.2.0"
+
 /* weights are kept in hundredths of a percent: 100.00% is 10000 */
 #define NGX_HTTP_TS_TOTAL         10000
 

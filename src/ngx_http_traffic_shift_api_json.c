@@ -78,6 +78,8 @@ ngx_http_traffic_shift_api_index_json(ngx_http_traffic_shift_main_conf_t *mcf)
 
     if (json_object_set_new(root, "api_version",
                             json_integer(NGX_HTTP_TS_API_VERSION))
+        || json_object_set_new(root, "module_version",
+                               json_string(NGX_HTTP_TS_VERSION))
         || json_object_set_new(root, "version",
                                json_integer(mcf->sh ? mcf->sh->version : 0)))
     {

@@ -387,6 +387,9 @@ ngx_http_traffic_shift_init_module(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "traffic_shift module " NGX_HTTP_TS_VERSION);
+
     return ngx_http_traffic_shift_zone_retire(mcf, cycle->log);
 }
 

@@ -252,17 +252,17 @@ SKIP: {
     is($r->{rc}, 0, 'read-only location: status works without password');
 
     $r = cli($t, $ro, 'flip', 'app', 'green');
-    is($r->{rc}, 1, 'read-only location: a change is refused, exit 1');
+    is($r->{rc}, 7, 'read-only location: a change is denied, exit 7');
     like($r->{err}, qr/\(read_only, HTTP 403\)/, '... read_only, HTTP 403');
 
     $r = cli($t, $rw, 'flip', 'app', 'green');
-    is($r->{rc}, 1, 'admin location without password: exit 1');
+    is($r->{rc}, 7, 'admin location without password: exit 7');
     like($r->{err}, qr/HTTP 401, authentication required/,
         '... says authentication is required');
 
     $r = cli($t, $rw, { TRAFFIC_SHIFT_USER => 'deploy:wrong' },
         'flip', 'app', 'green');
-    is($r->{rc}, 1, 'wrong password: exit 1');
+    is($r->{rc}, 7, 'wrong password: exit 7');
 
     $r = cli($t, $rw, { TRAFFIC_SHIFT_USER => 'deploy:secret-deploy-pw' },
         'flip', 'app', 'green');

@@ -1,9 +1,10 @@
 #!/usr/bin/perl
 
 # scripts/traffic-shift against a running nginx: every command, the
-# traffic it changes, refused changes (exit 1 with the API's error text),
-# an API that cannot be reached (exit 3), bad usage (exit 2, nothing
-# sent), --help, and concurrent canary moves that never lose an update.
+# traffic it changes, refused changes (exit 6 to 9 by HTTP status, with the
+# API's error text), an API that cannot be reached (exit 3) or too slow
+# (exit 10), bad usage (exit 2, nothing sent), --help, and concurrent
+# canary moves that never lose an update.
 
 use strict;
 use warnings;
@@ -82,9 +83,13 @@ sub split100 {
     return join ' ', map { "$_=$c->{$_}" } sort keys %$c;
 }
 
+# the exit code of an API error, by HTTP status (scripts/traffic-shift)
+my %EXIT = (400 => 8, 401 => 7, 403 => 7, 404 => 9, 409 => 6, 412 => 6);
+
 sub refused {
     my ($r, $code, $status, $name) = @_;
-    is($r->{rc}, 1, "$name: exit 1");
+    my $rc = $EXIT{$status} // 1;
+    is($r->{rc}, $rc, "$name: exit $rc");
     like($r->{err}, qr/^traffic-shift: .+ \($code, HTTP $status\)$/m,
         "$name: the API's error text, $code, HTTP $status on stderr");
     is($r->{out}, '', "$name: nothing on stdout");
@@ -168,7 +173,8 @@ sub refused {
 
     my $slow = 'http://127.0.0.1:' . $t->port('slow1') . '/';
     $r = cli($t, $slow, 'status', '--max-time', '0.5');
-    is($r->{rc}, 3, 'an API that does not answer within --max-time: exit 3');
+    is($r->{rc}, 10, 'an API that does not answer within --max-time: '
+        . 'exit 10');
     ok($r->{secs} < 4, sprintf('... after %.1fs', $r->{secs}));
 
     my $other = 'http://127.0.0.1:' . $t->port('blue1') . '/traffic/';
@@ -273,7 +279,7 @@ sub refused {
     is(generation(), $gen, '... nothing changed');
 
     $r = cli($t, $api, 'canary', 'app', 'canary', '10');
-    is($r->{rc}, 1, 'canary to that pool: refused too');
+    is($r->{rc}, 6, 'canary to that pool: refused too, exit 6');
 
     $r = cli($t, $api, 'set', 'app', 'blue=90', 'canary=10', '--force');
     is($r->{rc}, 0, '--force: exit 0');
@@ -290,7 +296,7 @@ sub refused {
     refused(cli($t, $api, 'drain', 'u_canary', '7'), 'unknown_server', 404,
         'drain an unknown server id');
     $r = cli($t, $api, 'drain', 'u_canary', '127.0.0.1:1');
-    is($r->{rc}, 1, 'drain an unknown address: exit 1');
+    is($r->{rc}, 9, 'drain an unknown address: exit 9');
     like($r->{err}, qr/has no server "127\.0\.0\.1:1"/, '... says so');
 
     ok(cli($t, $api, 'set', 'app', 'blue=100')->{rc} == 0, 'blue 100');
@@ -335,7 +341,7 @@ sub refused {
 
     my $gen = generation();
     $r = cli($t, $api, 'canary', 'app', 'canary', '80');
-    is($r->{rc}, 1, 'moving more than the largest pool has: exit 1');
+    is($r->{rc}, 6, 'moving more than the largest pool has: exit 6');
     my $why = 'cannot move 80% to "canary": the largest other pool, '
         . '"blue", has 67.5%';
     like($r->{err}, qr/\Q$why\E/, '... says why');
@@ -346,7 +352,7 @@ sub refused {
         . '--if-match');
 
     $r = cli($t, $api, 'canary', 'app', 'nope', '5');
-    is($r->{rc}, 1, 'canary to an unknown pool: exit 1');
+    is($r->{rc}, 9, 'canary to an unknown pool: exit 9');
     like($r->{err}, qr/no pool "nope" \(pools: blue, green, canary\)/,
         '... names the pools');
 
@@ -371,7 +377,8 @@ sub refused {
 ###########################################################################
 # concurrent canary moves: each one reads the generation and sends it as
 # If-Match, so none is lost: the canary grows by exactly the moves that
-# succeeded, the others fail with 412 and exit 1
+# succeeded, the others fail with 412 and exit 6; with --retry, each reads
+# the generation again and every move is made
 
 {
     my $N = 6;
@@ -395,16 +402,43 @@ sub refused {
         my ($rc, $err) = split /\n/, $text, 2;
         if ($rc eq '0') {
             $ok++;
-        } elsif ($rc eq '1' && $err =~ /precondition_failed, HTTP 412/) {
+        } elsif ($rc eq '6' && $err =~ /precondition_failed, HTTP 412/) {
             $lost++;
         } else {
             $bad++;
             diag("concurrent canary $i: exit $rc: $err");
         }
     }
-    is($bad, 0, "$N concurrent canary moves: each exit 0 or 412 and exit 1");
+    is($bad, 0, "$N concurrent canary moves: each exit 0 or 412 and exit 6");
     ok($ok >= 1, "$ok succeeded, $lost refused as concurrent");
     is(weights()->{canary}, $ok, "the canary has exactly $ok%");
+
+    ok(cli($t, $api, 'set', 'app', 'blue=100')->{rc} == 0, 'blue 100');
+
+    @kids = ();
+    for my $i (1 .. $N) {
+        my $pid = fork() // die "fork: $!";
+        if ($pid == 0) {
+            my $r = cli($t, $api, { TRAFFIC_SHIFT_RETRY_DELAY => '0.05' },
+                'canary', 'app', 'canary', '1', '--retry', '8');
+            open(my $fh, '>', $t->testdir . "/retry-$i") or POSIX::_exit(9);
+            print $fh "$r->{rc}
+$r->{err}";
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @kids, $pid;
+    }
+    waitpid($_, 0) for @kids;
+    my ($retried, $failed) = (0, 0);
+    for my $i (1 .. $N) {
+        my ($rc, $err) = split /
+/, $t->read_file("retry-$i") // '', 2;
+        $failed++, diag("canary --retry $i: exit $rc: $err") if $rc ne '0';
+        $retried++ if ($err // '') =~ /^traffic-shift: retry 1 of 8 in /m;
+    }
+    is($failed, 0, "$N concurrent canary moves with --retry: each exit 0");
+    is(weights()->{canary}, $N, "the canary has $N% ($retried retried)");
 
     ok(cli($t, $api, 'set', 'app', 'blue=100')->{rc} == 0, 'blue 100');
 }
@@ -425,7 +459,7 @@ sub refused {
     ok(cli($t, $api, 'drain', 'u_blue', $blue2)->{rc} == 0, 'drain blue2');
     $r = cli($t, $api, 'wait-healthy', 'app', 'blue', '--timeout', '1',
         '--interval', '0.2');
-    is($r->{rc}, 1, 'a drained server: wait-healthy times out, exit 1');
+    is($r->{rc}, 10, 'a drained server: wait-healthy times out, exit 10');
     ok($r->{secs} >= 1 && $r->{secs} < 5,
         sprintf('... after %.1fs (--timeout 1)', $r->{secs}));
     like($r->{err}, qr/not healthy after 1s: \Q$blue2\E is admin_down/,
@@ -452,7 +486,7 @@ sub refused {
     refused(cli($t, $api, 'wait-healthy', 'nope', 'blue'),
         'unknown_upstream', 404, 'wait-healthy of an unknown upstream');
     $r = cli($t, $api, 'wait-healthy', 'app', 'nope');
-    is($r->{rc}, 1, 'wait-healthy of an unknown pool: exit 1');
+    is($r->{rc}, 9, 'wait-healthy of an unknown pool: exit 9');
 }
 
 SKIP: {
@@ -461,7 +495,8 @@ SKIP: {
     $t->set_backend('green1', healthy => 0);
     my $r = cli($t, $api, 'wait-healthy', 'app', 'green', '--timeout', '1',
         '--interval', '0.2');
-    is($r->{rc}, 1, 'a server failing its probes: exit 1 after --timeout');
+    is($r->{rc}, 10, 'a server failing its probes: exit 10 after '
+        . '--timeout');
     like($r->{err}, qr/\Q127.0.0.1:${\ $t->port('green1')}\E is (down|checking)/,
         '... names it');
 

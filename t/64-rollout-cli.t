@@ -116,7 +116,7 @@ is($r->{rc}, 0, 'resume');
 like($r->{out}, qr/ progressing, step 1 of 2/, 'progressing again');
 $r = cli($t, 'rollout', 'start', 'app', '--json', '{"pool":"canary",'
          . '"baseline":["blue"],"steps":[10,100]}');
-is($r->{rc}, 1, 'a second start: exit 1');
+is($r->{rc}, 6, 'a second start: refused, exit 6');
 like($r->{err}, qr/rollout_in_progress, HTTP 409/, 'with the API\'s error');
 
 my $pid = fork() // die;
@@ -137,7 +137,7 @@ $r = cli($t, 'rollout', 'start', 'app', '--pool', 'canary',
 is($r->{rc}, 0, 'start without --baseline: the pools with weight');
 like($r->{out}, qr/baseline blue$/m, 'baseline blue');
 $r = cli($t, 'rollout', 'status', 'app', '--wait', '--timeout', '1');
-is($r->{rc}, 1, 'status --wait --timeout: exit 1 while it progresses');
+is($r->{rc}, 10, 'status --wait --timeout: exit 10 while it progresses');
 like($r->{err}, qr/still progresses after 1s; it goes on in nginx/,
      'and says so');
 $r = cli($t, 'rollout', 'promote', 'app', '--json');
