@@ -16,7 +16,7 @@
  * most NGX_HTTP_TS_METRICS_LINE bytes besides its escaped label values.
  */
 
-#define NGX_HTTP_TS_METRICS_LINE  (96 + NGX_ATOMIC_T_LEN)
+#define NGX_HTTP_TS_METRICS_LINE  (128 + NGX_ATOMIC_T_LEN)
 
 
 typedef struct {
