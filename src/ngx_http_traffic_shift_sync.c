@@ -1,0 +1,1111 @@
+
+/*
+ * Copyright (C) nginx-traffic-shift developers
+ */
+
+
+#include "ngx_http_traffic_shift_sync.h"
+#include "ngx_http_traffic_shift_state.h"
+
+
+/*
+ * Fleet mode (traffic_shift_sync): etcd holds the weights of every
+ * traffic_shift upstream under PREFIX/upstreams/NAME, as {"weights":{..}},
+ * and the key's mod revision is the upstream's generation on every node.
+ *
+ * The watch: every worker has a timer; the worker holding the lease in the
+ * zone reads the keys (a range), applies them, then watches the prefix
+ * from the next revision and applies every event.  A broken connection is
+ * retried on the next endpoint after a backoff; a compacted revision
+ * reads the keys again.  The zone makes every worker see what it applied.
+ *
+ * A write through the API is a transaction: put the new weights if the
+ * key's mod revision is the one the client read (If-Match).  Once etcd
+ * took it, the worker applies it with the new revision, then answers.
+ */
+
+
+#define NGX_HTTP_TS_SYNC_TICK         250
+#define NGX_HTTP_TS_SYNC_LEASE        1500
+#define NGX_HTTP_TS_SYNC_BACKOFF_MIN  100
+#define NGX_HTTP_TS_SYNC_BACKOFF_MAX  2000
+
+#define NGX_HTTP_TS_SYNC_IDLE         0
+#define NGX_HTTP_TS_SYNC_RANGE        1
+#define NGX_HTTP_TS_SYNC_WATCH        2
+
+
+typedef struct {
+    ngx_event_t                           timer;
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_sync_conf_t   *conf;
+    ngx_http_traffic_shift_etcd_t         etcd;
+    ngx_log_t                             log;
+
+    ngx_uint_t                            endpoint;
+    ngx_uint_t                            phase;
+    ngx_msec_t                            backoff;
+    ngx_msec_t                            retry;
+    uint64_t                              revision;
+    ngx_uint_t                            failures;
+} ngx_http_traffic_shift_sync_watch_t;
+
+
+typedef struct {
+    ngx_http_traffic_shift_etcd_t         etcd;
+    ngx_http_request_t                   *r;
+    ngx_http_traffic_shift_sync_conf_t   *conf;
+    ngx_http_traffic_shift_split_t       *split;
+    ngx_uint_t                            weights[NGX_HTTP_TS_MAX_POOLS];
+    ngx_uint_t                            expected;
+    ngx_uint_t                            tries;
+    ngx_http_traffic_shift_change_t      *change;
+    ngx_http_traffic_shift_sync_done_pt   done;
+    void                                 *data;
+} ngx_http_traffic_shift_sync_write_t;
+
+
+static char *ngx_http_traffic_shift_sync_endpoint(ngx_conf_t *cf,
+    ngx_http_traffic_shift_sync_conf_t *scf, ngx_str_t *value);
+static void ngx_http_traffic_shift_sync_timer(ngx_event_t *ev);
+static void ngx_http_traffic_shift_sync_stop(
+    ngx_http_traffic_shift_sync_watch_t *w);
+static void ngx_http_traffic_shift_sync_range(
+    ngx_http_traffic_shift_sync_watch_t *w);
+static void ngx_http_traffic_shift_sync_ranged(
+    ngx_http_traffic_shift_etcd_t *e, json_t *json);
+static void ngx_http_traffic_shift_sync_watched(
+    ngx_http_traffic_shift_etcd_t *e, json_t *json);
+static void ngx_http_traffic_shift_sync_failed(
+    ngx_http_traffic_shift_sync_watch_t *w, const char *what);
+static void ngx_http_traffic_shift_sync_kv(
+    ngx_http_traffic_shift_sync_watch_t *w, json_t *kv);
+static ngx_int_t ngx_http_traffic_shift_sync_body(ngx_pool_t *pool,
+    json_t *json, ngx_str_t *body);
+static ngx_int_t ngx_http_traffic_shift_sync_key(ngx_pool_t *pool,
+    ngx_http_traffic_shift_sync_conf_t *scf, ngx_str_t *name,
+    ngx_str_t *key);
+static ngx_int_t ngx_http_traffic_shift_sync_send(
+    ngx_http_traffic_shift_sync_write_t *sw);
+static void ngx_http_traffic_shift_sync_written(
+    ngx_http_traffic_shift_etcd_t *e, json_t *json);
+static void ngx_http_traffic_shift_sync_cleanup(void *data);
+
+
+/* traffic_shift_sync http://HOST:PORT ... [prefix=P] [node=N] [timeout=T] */
+
+char *
+ngx_http_traffic_shift_sync(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_traffic_shift_main_conf_t *mcf = conf;
+
+    u_char                              *p;
+    ngx_int_t                            t;
+    ngx_str_t                           *value, s;
+    ngx_uint_t                           i;
+    ngx_http_traffic_shift_sync_conf_t  *scf;
+
+    if (mcf->sync) {
+        return "is duplicate";
+    }
+
+    scf = ngx_pcalloc(cf->pool, sizeof(ngx_http_traffic_shift_sync_conf_t));
+    if (scf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_array_init(&scf->endpoints, cf->pool, 2,
+                       sizeof(ngx_http_traffic_shift_etcd_endpoint_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&scf->prefix, "/traffic-shift/");
+    scf->node = cf->cycle->hostname;
+    scf->timeout = 3000;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            s.data = value[i].data + 7;
+            s.len = value[i].len - 7;
+
+            if (s.len < 2 || s.len > 128 || s.data[0] != '/'
+                || s.data[s.len - 1] != '/'
+                || ngx_strlchr(s.data, s.data + s.len, ' '))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid prefix \"%V\" in "
+                                   "traffic_shift_sync, expected a key "
+                                   "prefix that starts and ends with \"/\"",
+                                   &s);
+                return NGX_CONF_ERROR;
+            }
+
+            scf->prefix = s;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "node=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            for (p = s.data; p < s.data + s.len; p++) {
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                      || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'
+                      || *p == '.'))
+                {
+                    break;
+                }
+            }
+
+            if (s.len == 0 || s.len > 64 || p != s.data + s.len) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid node \"%V\" in "
+                                   "traffic_shift_sync, expected 1 to 64 "
+                                   "of A-Z, a-z, 0-9, \".\", \"_\" and "
+                                   "\"-\"", &s);
+                return NGX_CONF_ERROR;
+            }
+
+            scf->node = s;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            t = ngx_parse_time(&s, 0);
+
+            if (t == NGX_ERROR || t == 0 || t > 60000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid timeout \"%V\" in "
+                                   "traffic_shift_sync, expected 1ms to "
+                                   "60s", &s);
+                return NGX_CONF_ERROR;
+            }
+
+            scf->timeout = t;
+            continue;
+        }
+
+        if (ngx_http_traffic_shift_sync_endpoint(cf, scf, &value[i])
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (scf->endpoints.nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "traffic_shift_sync needs at least one etcd "
+                           "endpoint, \"http://HOST:PORT\"");
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->sync = scf;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_traffic_shift_sync_endpoint(ngx_conf_t *cf,
+    ngx_http_traffic_shift_sync_conf_t *scf, ngx_str_t *value)
+{
+    ngx_url_t                                u;
+    ngx_http_traffic_shift_etcd_endpoint_t  *ep;
+
+    if (value->len > 8 && ngx_strncasecmp(value->data, (u_char *) "https://",
+                                          8) == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "etcd endpoint \"%V\" in traffic_shift_sync: "
+                           "TLS to etcd is not supported yet, use "
+                           "\"http://\" on a trusted network", value);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value->len <= 7 || ngx_strncasecmp(value->data, (u_char *) "http://",
+                                           7) != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in traffic_shift_sync, "
+                           "expected \"http://HOST:PORT\", \"prefix=\", "
+                           "\"node=\" or \"timeout=\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = value->data + 7;
+    u.url.len = value->len - 7;
+
+    if (u.url.len && u.url.data[u.url.len - 1] == '/') {
+        u.url.len--;
+    }
+
+    u.default_port = 2379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0
+        || u.uri.len)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid etcd endpoint \"%V\" in "
+                           "traffic_shift_sync%s%s", value,
+                           u.err ? ": " : "", u.err ? u.err : "");
+        return NGX_CONF_ERROR;
+    }
+
+    ep = ngx_array_push(&scf->endpoints);
+    if (ep == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ep->name = u.url;
+    ep->addr = u.addrs[0];
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_traffic_shift_sync_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_sync_conf_t   *scf;
+    ngx_http_traffic_shift_sync_watch_t  *w;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_traffic_shift_module);
+
+    if (mcf == NULL || mcf->sync == NULL || mcf->sh == NULL) {
+        return NGX_OK;
+    }
+
+    scf = mcf->sync;
+
+    w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_traffic_shift_sync_watch_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->mcf = mcf;
+    w->conf = scf;
+    w->log = *cycle->log;
+    w->backoff = NGX_HTTP_TS_SYNC_BACKOFF_MIN;
+    w->retry = ngx_current_msec;
+
+    w->etcd.log = &w->log;
+    w->etcd.timeout = scf->timeout;
+    w->etcd.data = w;
+
+    w->timer.handler = ngx_http_traffic_shift_sync_timer;
+    w->timer.data = w;
+    w->timer.log = cycle->log;
+    w->timer.cancelable = 1;
+
+    scf->watch = w;
+
+    ngx_add_timer(&w->timer, 1 + ngx_random() % 50);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_traffic_shift_sync_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_sync_conf_t   *scf;
+    ngx_http_traffic_shift_sync_watch_t  *w;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_traffic_shift_module);
+
+    if (mcf == NULL || mcf->sync == NULL) {
+        return;
+    }
+
+    scf = mcf->sync;
+    w = scf->watch;
+
+    if (w == NULL) {
+        return;
+    }
+
+    if (w->timer.timer_set) {
+        ngx_del_timer(&w->timer);
+    }
+
+    ngx_http_traffic_shift_sync_stop(w);
+
+    scf->watch = NULL;
+}
+
+
+static void
+ngx_http_traffic_shift_sync_timer(ngx_event_t *ev)
+{
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_sync_watch_t  *w;
+
+    w = ev->data;
+    mcf = w->mcf;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit
+        || ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_traffic_shift_module)
+           != mcf
+        || mcf->sh->retired)
+    {
+        /* the workers of the new configuration take over */
+        ngx_http_traffic_shift_sync_stop(w);
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_TS_SYNC_TICK);
+
+    if (ngx_http_traffic_shift_zone_sync_lease(mcf, NGX_HTTP_TS_SYNC_LEASE, 0)
+        != NGX_OK)
+    {
+        if (w->phase != NGX_HTTP_TS_SYNC_IDLE) {
+            /* another worker holds the watch now */
+            ngx_http_traffic_shift_etcd_close(&w->etcd);
+            w->phase = NGX_HTTP_TS_SYNC_IDLE;
+        }
+
+        return;
+    }
+
+    if (w->phase == NGX_HTTP_TS_SYNC_IDLE
+        && (ngx_msec_int_t) (ngx_current_msec - w->retry) >= 0)
+    {
+        ngx_http_traffic_shift_sync_range(w);
+    }
+}
+
+
+static void
+ngx_http_traffic_shift_sync_stop(ngx_http_traffic_shift_sync_watch_t *w)
+{
+    ngx_http_traffic_shift_etcd_close(&w->etcd);
+    w->phase = NGX_HTTP_TS_SYNC_IDLE;
+
+    (void) ngx_http_traffic_shift_zone_sync_lease(w->mcf, 0, 1);
+}
+
+
+/* read every key of the prefix, then watch from the next revision */
+
+static void
+ngx_http_traffic_shift_sync_range(ngx_http_traffic_shift_sync_watch_t *w)
+{
+    json_t                              *json;
+    ngx_int_t                            rc;
+    ngx_str_t                            body, key, end;
+    ngx_pool_t                          *pool;
+    ngx_http_traffic_shift_sync_conf_t  *scf;
+
+    scf = w->conf;
+
+    pool = ngx_create_pool(1024, &w->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    ngx_str_null(&end);
+
+    if (ngx_http_traffic_shift_sync_key(pool, scf, &end, &key) != NGX_OK) {
+        goto failed;
+    }
+
+    end.len = key.len;
+    end.data = ngx_pnalloc(pool, end.len);
+    if (end.data == NULL) {
+        goto failed;
+    }
+
+    ngx_memcpy(end.data, key.data, key.len);
+    end.data[end.len - 1]++;
+
+    json = json_pack("{s:o,s:o}",
+                     "key", ngx_http_traffic_shift_etcd_b64(pool, key.data,
+                                                            key.len),
+                     "range_end", ngx_http_traffic_shift_etcd_b64(pool,
+                                                     end.data, end.len));
+
+    if (ngx_http_traffic_shift_sync_body(pool, json, &body) != NGX_OK) {
+        goto failed;
+    }
+
+    w->etcd.endpoint = (ngx_http_traffic_shift_etcd_endpoint_t *)
+                           scf->endpoints.elts + w->endpoint;
+    w->etcd.handler = ngx_http_traffic_shift_sync_ranged;
+    w->etcd.stream = 0;
+
+    rc = ngx_http_traffic_shift_etcd_start(&w->etcd, "/v3/kv/range",
+                                           body.data, body.len);
+
+    ngx_destroy_pool(pool);
+
+    if (rc == NGX_OK) {
+        w->phase = NGX_HTTP_TS_SYNC_RANGE;
+        return;
+    }
+
+    ngx_http_traffic_shift_sync_failed(w, "cannot connect");
+    return;
+
+failed:
+
+    ngx_destroy_pool(pool);
+}
+
+
+static void
+ngx_http_traffic_shift_sync_ranged(ngx_http_traffic_shift_etcd_t *e,
+    json_t *json)
+{
+    json_t                               *kvs, *kv, *w_json;
+    size_t                                i;
+    uint64_t                              revision;
+    ngx_int_t                             rc;
+    ngx_str_t                             body, key, end;
+    ngx_pool_t                           *pool;
+    ngx_http_traffic_shift_sync_watch_t  *w;
+
+    w = e->data;
+
+    if (json == NULL || e->status != NGX_HTTP_OK
+        || ngx_http_traffic_shift_etcd_int(json_object_get(json, "header"),
+                                           "revision", &revision)
+           != NGX_OK
+        || revision == 0)
+    {
+        ngx_http_traffic_shift_sync_failed(w, json ? "range refused"
+                                                   : e->error);
+        return;
+    }
+
+    kvs = json_object_get(json, "kvs");
+
+    json_array_foreach(kvs, i, kv) {
+        ngx_http_traffic_shift_sync_kv(w, kv);
+    }
+
+    if (w->failures) {
+        ngx_log_error(NGX_LOG_NOTICE, &w->log, 0,
+                      "traffic_shift_sync: etcd \"%V\" reached again, "
+                      "revision %uL", &e->endpoint->name, revision);
+    }
+
+    w->failures = 0;
+    w->backoff = NGX_HTTP_TS_SYNC_BACKOFF_MIN;
+    w->revision = revision;
+
+    /* the watch, from the next revision */
+
+    pool = ngx_create_pool(1024, &w->log);
+    if (pool == NULL) {
+        ngx_http_traffic_shift_sync_failed(w, "no memory");
+        return;
+    }
+
+    ngx_str_null(&end);
+
+    if (ngx_http_traffic_shift_sync_key(pool, w->conf, &end, &key) != NGX_OK) {
+        goto failed;
+    }
+
+    end.len = key.len;
+    end.data = ngx_pnalloc(pool, end.len);
+    if (end.data == NULL) {
+        goto failed;
+    }
+
+    ngx_memcpy(end.data, key.data, key.len);
+    end.data[end.len - 1]++;
+
+    w_json = json_pack("{s:{s:o,s:o,s:I}}", "create_request",
+                       "key", ngx_http_traffic_shift_etcd_b64(pool, key.data,
+                                                              key.len),
+                       "range_end", ngx_http_traffic_shift_etcd_b64(pool,
+                                                     end.data, end.len),
+                       "start_revision", (json_int_t) (revision + 1));
+
+    if (ngx_http_traffic_shift_sync_body(pool, w_json, &body) != NGX_OK) {
+        goto failed;
+    }
+
+    e->handler = ngx_http_traffic_shift_sync_watched;
+    e->stream = 1;
+
+    rc = ngx_http_traffic_shift_etcd_start(e, "/v3/watch", body.data,
+                                           body.len);
+
+    ngx_destroy_pool(pool);
+
+    if (rc != NGX_OK) {
+        ngx_http_traffic_shift_sync_failed(w, "cannot connect");
+        return;
+    }
+
+    w->phase = NGX_HTTP_TS_SYNC_WATCH;
+    return;
+
+failed:
+
+    ngx_destroy_pool(pool);
+    ngx_http_traffic_shift_sync_failed(w, "no memory");
+}
+
+
+static void
+ngx_http_traffic_shift_sync_watched(ngx_http_traffic_shift_etcd_t *e,
+    json_t *json)
+{
+    json_t                               *result, *events, *ev, *type;
+    size_t                                i;
+    uint64_t                              compact, revision;
+    ngx_http_traffic_shift_sync_watch_t  *w;
+
+    w = e->data;
+
+    if (json == NULL) {
+        ngx_http_traffic_shift_sync_failed(w, e->error);
+        return;
+    }
+
+    result = json_object_get(json, "result");
+
+    if (result == NULL) {
+        ngx_http_traffic_shift_etcd_close(e);
+        ngx_http_traffic_shift_sync_failed(w, "watch refused");
+        return;
+    }
+
+    (void) ngx_http_traffic_shift_etcd_int(result, "compact_revision",
+                                           &compact);
+
+    if (compact || json_is_true(json_object_get(result, "canceled"))) {
+        ngx_log_error(NGX_LOG_WARN, &w->log, 0,
+                      "traffic_shift_sync: watch from revision %uL ended "
+                      "(compacted at %uL), reading the keys again",
+                      w->revision + 1, compact);
+
+        ngx_http_traffic_shift_etcd_close(e);
+        w->phase = NGX_HTTP_TS_SYNC_IDLE;
+        w->retry = ngx_current_msec;
+        return;
+    }
+
+    events = json_object_get(result, "events");
+
+    json_array_foreach(events, i, ev) {
+        type = json_object_get(ev, "type");
+
+        if (type && json_is_string(type)
+            && ngx_strcmp(json_string_value(type), "DELETE") == 0)
+        {
+            /* a deleted key: the last weights stay */
+            continue;
+        }
+
+        ngx_http_traffic_shift_sync_kv(w, json_object_get(ev, "kv"));
+    }
+
+    if (ngx_http_traffic_shift_etcd_int(json_object_get(result, "header"),
+                                        "revision", &revision)
+        == NGX_OK
+        && revision > w->revision)
+    {
+        w->revision = revision;
+    }
+}
+
+
+static void
+ngx_http_traffic_shift_sync_failed(ngx_http_traffic_shift_sync_watch_t *w,
+    const char *what)
+{
+    ngx_http_traffic_shift_sync_conf_t      *scf;
+    ngx_http_traffic_shift_etcd_endpoint_t  *ep;
+
+    scf = w->conf;
+    ep = scf->endpoints.elts;
+
+    if (w->failures++ < scf->endpoints.nelts
+        || w->failures % 20 == 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, &w->log, 0,
+                      "traffic_shift_sync: etcd \"%V\": %s, keeping the "
+                      "last state, retrying in %Mms", &ep[w->endpoint].name,
+                      what ? what : "failed", w->backoff);
+    }
+
+    ngx_http_traffic_shift_etcd_close(&w->etcd);
+
+    w->phase = NGX_HTTP_TS_SYNC_IDLE;
+    w->endpoint = (w->endpoint + 1) % scf->endpoints.nelts;
+    w->retry = ngx_current_msec + w->backoff;
+    w->backoff = ngx_min(w->backoff * 2, NGX_HTTP_TS_SYNC_BACKOFF_MAX);
+}
+
+
+/* a key and its value from etcd: applied if it is an upstream's */
+
+static void
+ngx_http_traffic_shift_sync_kv(ngx_http_traffic_shift_sync_watch_t *w,
+    json_t *kv)
+{
+    json_t                            *root;
+    uint64_t                           revision;
+    ngx_int_t                          rc;
+    ngx_str_t                          key, value, name;
+    ngx_uint_t                         force;
+    ngx_uint_t                         weights[NGX_HTTP_TS_MAX_POOLS];
+    ngx_pool_t                        *pool;
+    ngx_http_traffic_shift_split_t    *split;
+    ngx_http_traffic_shift_change_t    change;
+    ngx_http_traffic_shift_api_err_t   err;
+
+    pool = ngx_create_pool(1024, &w->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    if (kv == NULL
+        || ngx_http_traffic_shift_etcd_unb64(pool,
+                                             json_object_get(kv, "key"), &key)
+           != NGX_OK
+        || ngx_http_traffic_shift_etcd_unb64(pool,
+                                             json_object_get(kv, "value"),
+                                             &value)
+           != NGX_OK
+        || ngx_http_traffic_shift_etcd_int(kv, "mod_revision", &revision)
+           != NGX_OK
+        || key.len <= w->conf->prefix.len + sizeof("upstreams/") - 1)
+    {
+        ngx_log_error(NGX_LOG_ERR, &w->log, 0,
+                      "traffic_shift_sync: invalid key from etcd");
+        goto done;
+    }
+
+    name.data = key.data + w->conf->prefix.len + sizeof("upstreams/") - 1;
+    name.len = key.data + key.len - name.data;
+
+    split = ngx_http_traffic_shift_find_split(w->mcf, name.data, name.len);
+
+    if (split == NULL) {
+        ngx_log_error(NGX_LOG_INFO, &w->log, 0,
+                      "traffic_shift_sync: \"%V\" in etcd is no "
+                      "traffic_shift upstream here, ignored", &name);
+        goto done;
+    }
+
+    root = ngx_http_traffic_shift_api_parse(&value, &err);
+
+    if (root == NULL) {
+        goto invalid;
+    }
+
+    rc = ngx_http_traffic_shift_api_parse_weights(split, root, weights,
+                                                  &force, &err);
+    json_decref(root);
+
+    if (rc != NGX_OK) {
+        goto invalid;
+    }
+
+    rc = ngx_http_traffic_shift_zone_sync_apply(w->mcf, split, weights,
+                                                revision, &change);
+
+    if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_NOTICE, &w->log, 0,
+                      "traffic_shift \"%V\": weights from the fleet, "
+                      "generation %uL", &split->name, revision);
+
+        if (change.rollout_aborted) {
+            ngx_log_error(NGX_LOG_WARN, &w->log, 0,
+                          "traffic_shift \"%V\": rollout aborted by a "
+                          "change from the fleet", &split->name);
+        }
+
+        if (w->mcf->state_file.len) {
+            ngx_http_traffic_shift_state_save_change(w->mcf, &w->log);
+        }
+    }
+
+    goto done;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, &w->log, 0,
+                  "traffic_shift_sync: invalid weights for \"%V\" at "
+                  "revision %uL in etcd, ignored: %*s", &split->name,
+                  revision, err.len, err.text);
+
+done:
+
+    ngx_destroy_pool(pool);
+}
+
+
+static ngx_int_t
+ngx_http_traffic_shift_sync_body(ngx_pool_t *pool, json_t *json,
+    ngx_str_t *body)
+{
+    char  *s;
+
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = json_dumps(json, JSON_COMPACT);
+    json_decref(json);
+
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->len = ngx_strlen(s);
+    body->data = ngx_pnalloc(pool, body->len);
+
+    if (body->data) {
+        ngx_memcpy(body->data, s, body->len);
+    }
+
+    free(s);
+
+    return body->data ? NGX_OK : NGX_ERROR;
+}
+
+
+/* PREFIX + "upstreams/" + name */
+
+static ngx_int_t
+ngx_http_traffic_shift_sync_key(ngx_pool_t *pool,
+    ngx_http_traffic_shift_sync_conf_t *scf, ngx_str_t *name,
+    ngx_str_t *key)
+{
+    u_char  *p;
+
+    key->len = scf->prefix.len + sizeof("upstreams/") - 1 + name->len;
+
+    p = ngx_pnalloc(pool, key->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    key->data = p;
+
+    p = ngx_cpymem(p, scf->prefix.data, scf->prefix.len);
+    p = ngx_cpymem(p, "upstreams/", sizeof("upstreams/") - 1);
+    ngx_memcpy(p, name->data, name->len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A weight change through the API in fleet mode: checked here as the zone
+ * would (a pool given weight needs a live server unless forced), then sent
+ * to etcd as a transaction.  NGX_DONE: "done" is called later, once.
+ */
+
+ngx_int_t
+ngx_http_traffic_shift_sync_write(ngx_http_request_t *r,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
+    ngx_uint_t force, ngx_uint_t if_match,
+    ngx_http_traffic_shift_change_t *change,
+    ngx_http_traffic_shift_api_err_t *err,
+    ngx_http_traffic_shift_sync_done_pt done, void *data)
+{
+    ngx_uint_t                            i;
+    ngx_pool_cleanup_t                   *cln;
+    ngx_http_traffic_shift_pool_t        *pool;
+    ngx_http_traffic_shift_weights_t      cur;
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_sync_write_t  *sw;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
+    pool = split->pools.elts;
+
+    if (ngx_http_traffic_shift_zone_read(split, &cur) != NGX_OK
+        || mcf->sh->retired)
+    {
+        return ngx_http_traffic_shift_api_fail(err,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "reloading",
+                                            "the configuration of upstream "
+                                            "\"%V\" is being reloaded, retry",
+                                            &split->name);
+    }
+
+    for (i = 0; !force && i < split->pools.nelts; i++) {
+        if (weights[i] && pool[i].ups
+            && ngx_http_traffic_shift_zone_live(pool[i].ups) == 0)
+        {
+            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_CONFLICT,
+                                            "pool_unavailable",
+                                            "pool \"%V\" (upstream \"%V\") "
+                                            "has no live server; send "
+                                            "\"force\":true to change the "
+                                            "weights anyway",
+                                            &pool[i].name, &pool[i].upstream);
+        }
+    }
+
+    sw = ngx_pcalloc(r->pool, sizeof(ngx_http_traffic_shift_sync_write_t));
+    if (sw == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_traffic_shift_sync_cleanup;
+    cln->data = sw;
+
+    sw->r = r;
+    sw->conf = mcf->sync;
+    sw->split = split;
+    sw->change = change;
+    sw->done = done;
+    sw->data = data;
+
+    for (i = 0; i < split->pools.nelts; i++) {
+        sw->weights[i] = weights[i];
+    }
+
+    /*
+     * If-Match names the key's mod revision; a node that never saw the
+     * key in etcd has its own generation, which means "no key yet"
+     */
+
+    sw->expected = if_match;
+
+    if (if_match && split->sh->sync_revision == 0
+        && if_match == cur.generation)
+    {
+        sw->expected = 0;
+    }
+
+    change->old = cur;
+
+    sw->etcd.log = r->connection->log;
+    sw->etcd.timeout = sw->conf->timeout;
+    sw->etcd.data = sw;
+    sw->etcd.handler = ngx_http_traffic_shift_sync_written;
+
+    if (ngx_http_traffic_shift_sync_send(sw) != NGX_OK) {
+        return ngx_http_traffic_shift_api_fail(err,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "sync_unavailable",
+                                            "etcd cannot be reached, the "
+                                            "change was not made; the "
+                                            "fleet keeps its last state");
+    }
+
+    return NGX_DONE;
+}
+
+
+/* the transaction, to the next endpoint that takes a connection */
+
+static ngx_int_t
+ngx_http_traffic_shift_sync_send(ngx_http_traffic_shift_sync_write_t *sw)
+{
+    json_t                                  *json, *value, *k, *put;
+    ngx_int_t                                rc;
+    ngx_str_t                                body, key, v;
+    ngx_pool_t                              *pool;
+    ngx_http_traffic_shift_sync_conf_t      *scf;
+    ngx_http_traffic_shift_etcd_endpoint_t  *ep;
+
+    scf = sw->conf;
+    ep = scf->endpoints.elts;
+    pool = sw->r->pool;
+
+    if (ngx_http_traffic_shift_sync_key(pool, scf, &sw->split->name, &key)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    value = json_pack("{s:o}", "weights",
+                      ngx_http_traffic_shift_json_weights(sw->split,
+                                                   sw->weights,
+                                                   sw->split->pools.nelts));
+
+    if (ngx_http_traffic_shift_sync_body(pool, value, &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    k = ngx_http_traffic_shift_etcd_b64(pool, key.data, key.len);
+
+    put = json_pack("[{s:{s:O,s:o}}]", "request_put", "key", k,
+                    "value", ngx_http_traffic_shift_etcd_b64(pool, v.data,
+                                                             v.len));
+
+    json = json_pack("{s:o,s:[{s:{s:O}}]}", "success", put,
+                     "failure", "request_range", "key", k);
+
+    if (json && sw->r->headers_in.if_match) {
+        if (json_object_set_new(json, "compare",
+                json_pack("[{s:s,s:O,s:s,s:I}]", "target", "MOD",
+                          "key", k, "result", "EQUAL",
+                          "mod_revision", (json_int_t) sw->expected)))
+        {
+            json_decref(json);
+            json = NULL;
+        }
+    }
+
+    json_decref(k);
+
+    if (ngx_http_traffic_shift_sync_body(pool, json, &body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for ( /* void */ ; sw->tries < scf->endpoints.nelts; sw->tries++) {
+        sw->etcd.endpoint = &ep[sw->tries];
+
+        rc = ngx_http_traffic_shift_etcd_start(&sw->etcd, "/v3/kv/txn",
+                                               body.data, body.len);
+
+        if (rc == NGX_OK) {
+            sw->tries++;
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, sw->r->connection->log, 0,
+                      "traffic_shift_sync: etcd \"%V\": cannot connect",
+                      &ep[sw->tries].name);
+    }
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_http_traffic_shift_sync_written(ngx_http_traffic_shift_etcd_t *e,
+    json_t *json)
+{
+    json_t                                *rsp, *kvs;
+    uint64_t                               revision, current;
+    ngx_int_t                              rc;
+    ngx_http_traffic_shift_main_conf_t    *mcf;
+    ngx_http_traffic_shift_api_err_t       err;
+    ngx_http_traffic_shift_sync_write_t   *sw;
+
+    sw = e->data;
+    err.status = 0;
+
+    if (json == NULL && !e->sent && sw->tries < sw->conf->endpoints.nelts) {
+        /* not sent: the next endpoint may take it */
+        ngx_log_error(NGX_LOG_WARN, sw->r->connection->log, 0,
+                      "traffic_shift_sync: etcd \"%V\": %s",
+                      &e->endpoint->name, e->error);
+
+        if (ngx_http_traffic_shift_sync_send(sw) == NGX_OK) {
+            return;
+        }
+    }
+
+    if (json == NULL || e->status != NGX_HTTP_OK
+        || ngx_http_traffic_shift_etcd_int(json_object_get(json, "header"),
+                                           "revision", &revision)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, sw->r->connection->log, 0,
+                      "traffic_shift_sync: etcd \"%V\": %s, the change to "
+                      "\"%V\" was not made", &e->endpoint->name,
+                      json ? "transaction refused" : e->error,
+                      &sw->split->name);
+
+        (void) ngx_http_traffic_shift_api_fail(&err,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "sync_unavailable",
+                                            "etcd cannot be reached, the "
+                                            "change was not made; the "
+                                            "fleet keeps its last state");
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    if (!json_is_true(json_object_get(json, "succeeded"))) {
+        rsp = json_array_get(json_object_get(json, "responses"), 0);
+        rsp = json_object_get(rsp, "response_range");
+        kvs = json_array_get(json_object_get(rsp, "kvs"), 0);
+
+        (void) ngx_http_traffic_shift_etcd_int(kvs, "mod_revision", &current);
+
+        (void) ngx_http_traffic_shift_api_fail(&err,
+                                            NGX_HTTP_PRECONDITION_FAILED,
+                                            "precondition_failed",
+                                            "upstream \"%V\" is at "
+                                            "generation %uL in the fleet, "
+                                            "If-Match expected %ui",
+                                            &sw->split->name,
+                                            current ? current
+                                                : sw->change->old.generation,
+                                            sw->expected);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    /* etcd took it: applied here before the answer (or by the watch) */
+
+    mcf = ngx_http_get_module_main_conf(sw->r, ngx_http_traffic_shift_module);
+
+    rc = ngx_http_traffic_shift_zone_sync_apply(mcf, sw->split, sw->weights,
+                                                revision, sw->change);
+
+    if (rc == NGX_ABORT) {
+        (void) ngx_http_traffic_shift_api_fail(&err,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "reloading",
+                                            "the configuration of upstream "
+                                            "\"%V\" is being reloaded; the "
+                                            "change is in etcd at "
+                                            "generation %uL",
+                                            &sw->split->name, revision);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    sw->change->new.npools = sw->split->pools.nelts;
+    sw->change->new.source = NGX_HTTP_TS_SRC_API;
+    sw->change->new.generation = revision;
+    sw->change->new.updated = ngx_time();
+    ngx_memcpy(sw->change->new.weights, sw->weights, sizeof(sw->weights));
+
+    rc = NGX_OK;
+
+done:
+
+    sw->done(sw->r, sw->data, rc, &err);
+}
+
+
+static void
+ngx_http_traffic_shift_sync_cleanup(void *data)
+{
+    ngx_http_traffic_shift_sync_write_t  *sw = data;
+
+    ngx_http_traffic_shift_etcd_close(&sw->etcd);
+}

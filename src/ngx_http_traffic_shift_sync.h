@@ -1,0 +1,45 @@
+
+/*
+ * Copyright (C) nginx-traffic-shift developers
+ */
+
+
+#ifndef _NGX_HTTP_TRAFFIC_SHIFT_SYNC_H_INCLUDED_
+#define _NGX_HTTP_TRAFFIC_SHIFT_SYNC_H_INCLUDED_
+
+
+#include "ngx_http_traffic_shift_api.h"
+#include "ngx_http_traffic_shift_etcd.h"
+
+
+/* traffic_shift_sync: one state for a fleet of nodes, in etcd */
+
+typedef struct {
+    ngx_array_t                           endpoints;  /* etcd_endpoint_t */
+    ngx_str_t                             prefix;
+    ngx_str_t                             node;
+    ngx_msec_t                            timeout;
+
+    /* per worker: the watch, in every worker (one holds the lease) */
+    void                                 *watch;
+} ngx_http_traffic_shift_sync_conf_t;
+
+
+/* the end of a write through etcd: NGX_OK (applied here) or an error */
+typedef void (*ngx_http_traffic_shift_sync_done_pt)(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err);
+
+
+char *ngx_http_traffic_shift_sync(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_traffic_shift_sync_init_process(ngx_cycle_t *cycle);
+void ngx_http_traffic_shift_sync_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_traffic_shift_sync_write(ngx_http_request_t *r,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
+    ngx_uint_t force, ngx_uint_t if_match,
+    ngx_http_traffic_shift_change_t *change,
+    ngx_http_traffic_shift_api_err_t *err,
+    ngx_http_traffic_shift_sync_done_pt done, void *data);
+
+
+#endif /* _NGX_HTTP_TRAFFIC_SHIFT_SYNC_H_INCLUDED_ */

@@ -1,0 +1,157 @@
+package TSEtcd;
+
+# A real etcd (Debian's etcd-server, /usr/bin/etcd) for the fleet tests:
+# one member on loopback ports the harness allocates, its data in the
+# test's directory.  Stopped, started again on the same data, and asked
+# through its v3 JSON gateway (keys and values base64, 64-bit numbers as
+# JSON strings).
+#
+# Core Perl only.
+#
+#   my $etcd = TSEtcd->new($t);          # skips (or fails under CI=1)
+#   $etcd->put('/traffic-shift/upstreams/app', '{"weights":{...}}');
+#   my ($value, $mod) = $etcd->get('/traffic-shift/upstreams/app');
+#   $etcd->stop; $etcd->start;
+#   $etcd->watchers;                     # watchers open (its /metrics)
+#   $etcd->url;                          # http://127.0.0.1:PORT
+
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use HTTP::Tiny;
+use JSON::PP;
+use MIME::Base64 qw(encode_base64 decode_base64);
+use POSIX ();
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+my $ETCD = $ENV{TS_ETCD} || '/usr/bin/etcd';
+my @RUNNING;
+
+# the etcd binary, or skip the test (fail it under CI=1)
+sub require_etcd {
+    return 1 if -x $ETCD;
+    if ($ENV{CI}) {
+        BAIL_OUT("$ETCD not found: install etcd-server (scripts/install-deps)");
+    }
+    plan skip_all => "$ETCD not found (etcd-server is not installed)";
+}
+
+sub new {
+    my ($class, $t, %o) = @_;
+    require_etcd();
+    my $name = $o{name} // 'etcd';
+    my $self = bless {
+        t => $t,
+        name => $name,
+        client => $t->port("${name}_client"),
+        peer => $t->port("${name}_peer"),
+        dir => $t->testdir . "/$name",
+        http => HTTP::Tiny->new(timeout => 3),
+        json => JSON::PP->new->canonical,
+        parent => $$,
+    }, $class;
+    $self->start;
+    push @RUNNING, $self;
+    return $self;
+}
+
+sub url { 'http://127.0.0.1:' . $_[0]{client} }
+sub port { $_[0]{client} }
+
+sub start {
+    my ($self) = @_;
+    croak 'TSEtcd: already running' if $self->{pid};
+    my $pid = fork;
+    croak "TSEtcd: fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open(STDOUT, '>>', "$self->{dir}.log");
+        open(STDERR, '>&', \*STDOUT);
+        exec($ETCD, '--name', $self->{name},
+             '--data-dir', $self->{dir},
+             '--listen-client-urls', $self->url,
+             '--advertise-client-urls', $self->url,
+             '--listen-peer-urls', "http://127.0.0.1:$self->{peer}",
+             '--initial-advertise-peer-urls',
+             "http://127.0.0.1:$self->{peer}",
+             '--initial-cluster', "$self->{name}=http://127.0.0.1:$self->{peer}",
+             '--log-level', 'warn')
+            or POSIX::_exit(127);
+    }
+    $self->{pid} = $pid;
+
+    my $deadline = time + 15;
+    while (time < $deadline) {
+        my $r = $self->{http}->get($self->url . '/health');
+        return $self if $r->{success} && $r->{content} =~ /"health":\s*"true"/;
+        croak "TSEtcd: etcd exited at start, see $self->{dir}.log"
+            if waitpid($pid, POSIX::WNOHANG()) == $pid;
+        sleep 0.05;
+    }
+    croak "TSEtcd: etcd not healthy within 15 s, see $self->{dir}.log";
+}
+
+sub stop {
+    my ($self) = @_;
+    local $?;
+    return unless $self->{pid} && $$ == $self->{parent};
+    kill 'TERM', $self->{pid};
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        last if waitpid($self->{pid}, POSIX::WNOHANG()) == $self->{pid};
+        sleep 0.02;
+    }
+    if (kill 0, $self->{pid}) {
+        kill 'KILL', $self->{pid};
+        waitpid $self->{pid}, 0;
+    }
+    delete $self->{pid};
+}
+
+sub DESTROY { $_[0]->stop }
+END { $_->stop for @RUNNING }
+
+sub call {
+    my ($self, $path, $req) = @_;
+    my $r = $self->{http}->post($self->url . $path, {
+        content => $self->{json}->encode($req),
+        headers => { 'Content-Type' => 'application/json' },
+    });
+    croak "TSEtcd: $path: $r->{status} $r->{content}" unless $r->{success};
+    return decode_json($r->{content});
+}
+
+sub _b64 { encode_base64($_[0], '') }
+
+sub put {
+    my ($self, $key, $value) = @_;
+    my $res = $self->call('/v3/kv/put',
+                          { key => _b64($key), value => _b64($value) });
+    return $res->{header}{revision};
+}
+
+# (value, mod_revision) of a key, or () if it is not there
+sub get {
+    my ($self, $key) = @_;
+    my $res = $self->call('/v3/kv/range', { key => _b64($key) });
+    my $kv = ($res->{kvs} // [])->[0] or return;
+    return (decode_base64($kv->{value} // ''), $kv->{mod_revision});
+}
+
+sub compact {
+    my ($self, $revision) = @_;
+    return $self->call('/v3/kv/compaction',
+                       { revision => "$revision", physical => JSON::PP::true });
+}
+
+# the number of watchers etcd has open (its Prometheus metrics)
+sub watchers {
+    my ($self) = @_;
+    my $r = $self->{http}->get($self->url . '/metrics');
+    croak "TSEtcd: /metrics: $r->{status}" unless $r->{success};
+    return $r->{content} =~ /^etcd_debugging_mvcc_watcher_total (\d+)/m
+        ? $1 : croak 'TSEtcd: no etcd_debugging_mvcc_watcher_total';
+}
+
+1;
