@@ -265,7 +265,8 @@ ngx_http_traffic_shift_etcd_read(ngx_event_t *rev)
                 return;
             }
 
-            ngx_http_traffic_shift_etcd_fail(e, "connection closed");
+            ngx_http_traffic_shift_etcd_fail(e, e->sent ? "connection closed"
+                                                        : "cannot connect");
             return;
         }
 

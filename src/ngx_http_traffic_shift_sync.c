@@ -645,6 +645,13 @@ ngx_http_traffic_shift_sync_failed(ngx_http_traffic_shift_sync_watch_t *w,
     scf = w->conf;
     ep = scf->endpoints.elts;
 
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        /* the connection was closed for the shutdown */
+        ngx_http_traffic_shift_etcd_close(&w->etcd);
+        w->phase = NGX_HTTP_TS_SYNC_IDLE;
+        return;
+    }
+
     if (w->failures++ < scf->endpoints.nelts
         || w->failures % 20 == 0)
     {
