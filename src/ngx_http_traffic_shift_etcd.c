@@ -713,3 +713,65 @@ ngx_http_traffic_shift_etcd_int(json_t *json, const char *key,
 
     return NGX_OK;
 }
+
+
+/* a JSON document, compact, in the pool; the document is released */
+
+ngx_int_t
+ngx_http_traffic_shift_etcd_json(ngx_pool_t *pool, json_t *json,
+    ngx_str_t *body)
+{
+    char  *s;
+
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = json_dumps(json, JSON_COMPACT);
+    json_decref(json);
+
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->len = ngx_strlen(s);
+    body->data = ngx_pnalloc(pool, body->len);
+
+    if (body->data) {
+        ngx_memcpy(body->data, s, body->len);
+    }
+
+    free(s);
+
+    return body->data ? NGX_OK : NGX_ERROR;
+}
+
+
+/* PREFIX + what + name */
+
+ngx_int_t
+ngx_http_traffic_shift_etcd_key(ngx_pool_t *pool, ngx_str_t *prefix,
+    const char *what, ngx_str_t *name, ngx_str_t *key)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = ngx_strlen(what);
+
+    p = ngx_pnalloc(pool, prefix->len + len + name->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    key->data = p;
+    key->len = prefix->len + len + name->len;
+
+    p = ngx_cpymem(p, prefix->data, prefix->len);
+    p = ngx_cpymem(p, what, len);
+
+    if (name->len) {
+        ngx_memcpy(p, name->data, name->len);
+    }
+
+    return NGX_OK;
+}

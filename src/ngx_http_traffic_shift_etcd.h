@@ -83,6 +83,10 @@ ngx_int_t ngx_http_traffic_shift_etcd_unb64(ngx_pool_t *pool, json_t *json,
     ngx_str_t *out);
 ngx_int_t ngx_http_traffic_shift_etcd_int(json_t *json, const char *key,
     uint64_t *value);
+ngx_int_t ngx_http_traffic_shift_etcd_json(ngx_pool_t *pool, json_t *json,
+    ngx_str_t *body);
+ngx_int_t ngx_http_traffic_shift_etcd_key(ngx_pool_t *pool, ngx_str_t *prefix,
+    const char *what, ngx_str_t *name, ngx_str_t *key);
 
 
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_ETCD_H_INCLUDED_ */
