@@ -35,6 +35,7 @@
 #define NGX_HTTP_TS_API_SERVER      5
 #define NGX_HTTP_TS_API_METRICS     6
 #define NGX_HTTP_TS_API_ROLLOUT     7
+#define NGX_HTTP_TS_API_FLEET       8
 
 /* actions on a rollout */
 #define NGX_HTTP_TS_RO_PAUSE        0

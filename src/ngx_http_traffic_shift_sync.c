@@ -46,6 +46,8 @@ typedef struct {
     ngx_msec_t                            retry;
     uint64_t                              revision;
     ngx_uint_t                            failures;
+
+    ngx_http_traffic_shift_sync_node_t    node;
 } ngx_http_traffic_shift_sync_watch_t;
 
 
@@ -285,6 +287,10 @@ ngx_http_traffic_shift_sync_init_process(ngx_cycle_t *cycle)
     w->etcd.timeout = scf->timeout;
     w->etcd.data = w;
 
+    w->node.mcf = mcf;
+    w->node.etcd.log = &w->log;
+    w->node.etcd.timeout = scf->timeout;
+
     w->timer.handler = ngx_http_traffic_shift_sync_timer;
     w->timer.data = w;
     w->timer.log = cycle->log;
@@ -357,6 +363,7 @@ ngx_http_traffic_shift_sync_timer(ngx_event_t *ev)
         if (w->phase != NGX_HTTP_TS_SYNC_IDLE) {
             /* another worker holds the watch now */
             ngx_http_traffic_shift_etcd_close(&w->etcd);
+            ngx_http_traffic_shift_etcd_close(&w->node.etcd);
             w->phase = NGX_HTTP_TS_SYNC_IDLE;
         }
 
@@ -368,6 +375,10 @@ ngx_http_traffic_shift_sync_timer(ngx_event_t *ev)
     {
         ngx_http_traffic_shift_sync_range(w);
     }
+
+    if (w->phase == NGX_HTTP_TS_SYNC_WATCH) {
+        ngx_http_traffic_shift_sync_node_beat(&w->node, w->etcd.endpoint);
+    }
 }
 
 
@@ -375,6 +386,7 @@ static void
 ngx_http_traffic_shift_sync_stop(ngx_http_traffic_shift_sync_watch_t *w)
 {
     ngx_http_traffic_shift_etcd_close(&w->etcd);
+    ngx_http_traffic_shift_etcd_close(&w->node.etcd);
     w->phase = NGX_HTTP_TS_SYNC_IDLE;
 
     (void) ngx_http_traffic_shift_zone_sync_lease(w->mcf, 0, 1);
@@ -489,6 +501,7 @@ ngx_http_traffic_shift_sync_ranged(ngx_http_traffic_shift_etcd_t *e,
     w->failures = 0;
     w->backoff = NGX_HTTP_TS_SYNC_BACKOFF_MIN;
     w->revision = revision;
+    w->node.dirty = 1;
 
     /* the watch, from the next revision */
 
@@ -608,6 +621,10 @@ ngx_http_traffic_shift_sync_watched(ngx_http_traffic_shift_etcd_t *e,
         && revision > w->revision)
     {
         w->revision = revision;
+    }
+
+    if (w->node.dirty) {
+        ngx_http_traffic_shift_sync_node_beat(&w->node, e->endpoint);
     }
 }
 
@@ -729,6 +746,11 @@ ngx_http_traffic_shift_sync_kv(ngx_http_traffic_shift_sync_watch_t *w,
         if (w->mcf->state_file.len) {
             ngx_http_traffic_shift_state_save_change(w->mcf, &w->log);
         }
+    }
+
+    if (rc != NGX_ABORT) {
+        /* applied now, or by the API's write here: the node key says so */
+        w->node.dirty = 1;
     }
 
     goto done;
