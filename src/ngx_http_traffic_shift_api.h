@@ -76,6 +76,9 @@ typedef struct {
     /* the status of the answer: 200, or 201 for a new rollout */
     ngx_uint_t                            status;
 
+    /* fleet mode, ?wait=fleet: the nodes that have the change */
+    json_t                               *fleet;
+
     /* a ramp started: the answer has the rollout too */
     unsigned                              ramp:1;
 } ngx_http_traffic_shift_api_req_t;

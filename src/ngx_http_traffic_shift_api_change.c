@@ -48,7 +48,8 @@ static void ngx_http_traffic_shift_api_log_change(ngx_http_request_t *r,
     ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_change_t *change);
 static void ngx_http_traffic_shift_api_synced(ngx_http_request_t *r,
-    void *data, ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err);
+    void *data, ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err,
+    json_t *fleet);
 
 
 void
@@ -509,6 +510,15 @@ ngx_http_traffic_shift_api_answer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (req->fleet) {
+        if (json_object_set_new(json, "fleet", req->fleet)) {
+            req->fleet = NULL;
+            goto failed;
+        }
+
+        req->fleet = NULL;
+    }
+
     if (save) {
         if (json_object_set_new(json, "persisted",
                                 json_boolean(save->rc == NGX_OK)))
@@ -665,9 +675,11 @@ ngx_http_traffic_shift_api_log_change(ngx_http_request_t *r,
 
 static void
 ngx_http_traffic_shift_api_synced(ngx_http_request_t *r, void *data,
-    ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err)
+    ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err, json_t *fleet)
 {
     ngx_http_traffic_shift_api_req_t  *req = data;
+
+    req->fleet = fleet;
 
     if (rc != NGX_OK) {
         ngx_http_finalize_request(r, ngx_http_traffic_shift_api_error(r, err,

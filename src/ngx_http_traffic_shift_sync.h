@@ -39,9 +39,13 @@ typedef struct {
 } ngx_http_traffic_shift_sync_node_t;
 
 
-/* the end of a write through etcd: NGX_OK (applied here) or an error */
+/*
+ * the end of a write through etcd: NGX_OK (applied here) or an error; with
+ * ?wait=fleet, "fleet" says which nodes have it (the callee owns it)
+ */
 typedef void (*ngx_http_traffic_shift_sync_done_pt)(ngx_http_request_t *r,
-    void *data, ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err);
+    void *data, ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err,
+    json_t *fleet);
 
 
 /* ngx_http_traffic_shift_sync.c: the directive, the watch */

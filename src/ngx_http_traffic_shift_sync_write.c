@@ -12,8 +12,14 @@
  * weights if the key's mod revision is the one the client read
  * (If-Match).  Once etcd took it, the worker applies it with the new
  * revision, then answers; of two writers with the same If-Match, etcd
- * lets one through.
+ * lets one through.  With "?wait=fleet", the answer waits until every
+ * node in the fleet (every node key) reports the generation, reading the
+ * node keys every NGX_HTTP_TS_WAIT_POLL, or until the timeout, and names
+ * the nodes that lag.
  */
+
+
+#define NGX_HTTP_TS_WAIT_POLL  50
 
 
 typedef struct {
@@ -27,6 +33,12 @@ typedef struct {
     ngx_http_traffic_shift_change_t      *change;
     ngx_http_traffic_shift_sync_done_pt   done;
     void                                 *data;
+
+    /* ?wait=fleet: the generation, until when, the poll's timer */
+    ngx_uint_t                            revision;
+    ngx_msec_t                            deadline;
+    ngx_event_t                           poll;
+    unsigned                              wait:1;
 } ngx_http_traffic_shift_sync_write_t;
 
 
@@ -34,6 +46,11 @@ static ngx_int_t ngx_http_traffic_shift_sync_send(
     ngx_http_traffic_shift_sync_write_t *sw);
 static void ngx_http_traffic_shift_sync_written(
     ngx_http_traffic_shift_etcd_t *e, json_t *json);
+static void ngx_http_traffic_shift_sync_poll(ngx_event_t *ev);
+static void ngx_http_traffic_shift_sync_polled(
+    ngx_http_traffic_shift_etcd_t *e, json_t *json);
+static void ngx_http_traffic_shift_sync_waited(
+    ngx_http_traffic_shift_sync_write_t *sw, json_t *nodes);
 static void ngx_http_traffic_shift_sync_cleanup(void *data);
 
 
@@ -51,6 +68,7 @@ ngx_http_traffic_shift_sync_write(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_err_t *err,
     ngx_http_traffic_shift_sync_done_pt done, void *data)
 {
+    ngx_str_t                             arg;
     ngx_uint_t                            i;
     ngx_pool_cleanup_t                   *cln;
     ngx_http_traffic_shift_pool_t        *pool;
@@ -86,10 +104,23 @@ ngx_http_traffic_shift_sync_write(ngx_http_request_t *r,
         }
     }
 
+    ngx_str_null(&arg);
+
+    if (ngx_http_arg(r, (u_char *) "wait", 4, &arg) == NGX_OK
+        && (arg.len != 5 || ngx_strncmp(arg.data, "fleet", 5) != 0))
+    {
+        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_value",
+                                            "invalid \"wait\" argument, "
+                                            "expected \"wait=fleet\"");
+    }
+
     sw = ngx_pcalloc(r->pool, sizeof(ngx_http_traffic_shift_sync_write_t));
     if (sw == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    sw->wait = (arg.len == 5);
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -314,11 +345,141 @@ ngx_http_traffic_shift_sync_written(ngx_http_traffic_shift_etcd_t *e,
     sw->change->new.updated = ngx_time();
     ngx_memcpy(sw->change->new.weights, sw->weights, sizeof(sw->weights));
 
+    if (sw->wait) {
+        sw->revision = revision;
+        sw->deadline = ngx_current_msec + sw->conf->timeout;
+
+        sw->poll.handler = ngx_http_traffic_shift_sync_poll;
+        sw->poll.data = sw;
+        sw->poll.log = sw->r->connection->log;
+
+        ngx_http_traffic_shift_sync_poll(&sw->poll);
+        return;
+    }
+
     rc = NGX_OK;
 
 done:
 
-    sw->done(sw->r, sw->data, rc, &err);
+    sw->done(sw->r, sw->data, rc, &err, NULL);
+}
+
+
+/* ?wait=fleet: the node keys, read again until every node has it */
+
+static void
+ngx_http_traffic_shift_sync_poll(ngx_event_t *ev)
+{
+    ngx_http_traffic_shift_sync_write_t  *sw;
+
+    sw = ev->data;
+
+    sw->tries = 0;
+    sw->etcd.handler = ngx_http_traffic_shift_sync_polled;
+
+    while (sw->tries < sw->conf->endpoints.nelts) {
+        sw->etcd.endpoint = (ngx_http_traffic_shift_etcd_endpoint_t *)
+                                sw->conf->endpoints.elts + sw->tries++;
+
+        if (ngx_http_traffic_shift_sync_nodes(&sw->etcd, sw->conf)
+            == NGX_OK)
+        {
+            return;
+        }
+    }
+
+    /* the change is made: the answer says who is known to have it */
+    ngx_http_traffic_shift_sync_waited(sw, NULL);
+}
+
+
+static void
+ngx_http_traffic_shift_sync_polled(ngx_http_traffic_shift_etcd_t *e,
+    json_t *json)
+{
+    json_t                               *nodes, *node, *gen;
+    size_t                                i;
+    ngx_uint_t                            lagging;
+    ngx_http_traffic_shift_sync_write_t  *sw;
+
+    sw = e->data;
+
+    nodes = (json && e->status == NGX_HTTP_OK)
+            ? ngx_http_traffic_shift_sync_nodes_json(e, json) : NULL;
+
+    lagging = 0;
+
+    json_array_foreach(nodes, i, node) {
+        gen = json_object_get(json_object_getn(json_object_get(node,
+                                                          "upstreams"),
+                                          (char *) sw->split->name.data,
+                                          sw->split->name.len),
+                              "generation");
+
+        /* a node without this upstream does not take part */
+
+        if (gen && json_is_integer(gen)
+            && (ngx_uint_t) json_integer_value(gen) < sw->revision)
+        {
+            lagging++;
+        }
+    }
+
+    if (nodes && lagging
+        && (ngx_msec_int_t) (sw->deadline - ngx_current_msec) > 0)
+    {
+        json_decref(nodes);
+        ngx_add_timer(&sw->poll, NGX_HTTP_TS_WAIT_POLL);
+        return;
+    }
+
+    ngx_http_traffic_shift_sync_waited(sw, nodes);
+}
+
+
+/*
+ * "fleet": {"generation":G,"complete":true|false,
+ *           "applied":["a","b"],"lagging":["c"]}
+ */
+
+static void
+ngx_http_traffic_shift_sync_waited(ngx_http_traffic_shift_sync_write_t *sw,
+    json_t *nodes)
+{
+    json_t                            *fleet, *applied, *lagging, *node, *gen;
+    size_t                             i;
+    ngx_http_traffic_shift_api_err_t   err;
+
+    applied = json_array();
+    lagging = json_array();
+
+    json_array_foreach(nodes, i, node) {
+        gen = json_object_get(json_object_getn(json_object_get(node,
+                                                          "upstreams"),
+                                          (char *) sw->split->name.data,
+                                          sw->split->name.len),
+                              "generation");
+
+        if (gen == NULL || !json_is_integer(gen)) {
+            continue;
+        }
+
+        (void) json_array_append(
+                   (ngx_uint_t) json_integer_value(gen) < sw->revision
+                   ? lagging : applied,
+                   json_object_get(node, "node"));
+    }
+
+    fleet = json_pack("{s:I,s:b,s:o,s:o}",
+                      "generation", (json_int_t) sw->revision,
+                      "complete", nodes && json_array_size(lagging) == 0,
+                      "applied", applied, "lagging", lagging);
+
+    json_decref(nodes);
+
+    err.status = 0;
+
+    sw->done(sw->r, sw->data, fleet ? NGX_OK : NGX_ERROR, &err, fleet);
 }
 
 
@@ -328,4 +489,8 @@ ngx_http_traffic_shift_sync_cleanup(void *data)
     ngx_http_traffic_shift_sync_write_t  *sw = data;
 
     ngx_http_traffic_shift_etcd_close(&sw->etcd);
+
+    if (sw->poll.timer_set) {
+        ngx_del_timer(&sw->poll);
+    }
 }

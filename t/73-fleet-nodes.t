@@ -3,8 +3,9 @@
 # GET /fleet: three nodes publish what they applied under an etcd lease;
 # every node's API shows them all, with the generation each routes by and
 # the live servers of each pool.  A change shows on every node within a
-# second; a stopped node leaves the fleet when its lease expires.  Each
-# node holds one watch.  A node without traffic_shift_sync answers 404
+# second; a write with ?wait=fleet is answered once every node has it, or
+# after the timeout naming the node that lags; a stopped node leaves the
+# fleet when its lease expires.  Each node holds one watch.  A node without traffic_shift_sync answers 404
 # not_in_fleet; with etcd down, 503 sync_unavailable.
 
 use strict;
@@ -101,11 +102,57 @@ ok($doc, "every node reports generation $gen");
 my $took = time - $start;
 cmp_ok($took, '<', 1, sprintf('within 1 s (%.0f ms)', 1000 * $took));
 
+# ?wait=fleet: answered once every node reports the generation
+
+sub patch {
+    my ($n, $query, $w) = @_;
+    return $node{$n}->http('PATCH', "/traffic/upstreams/app$query",
+                           port => "${n}_api", quiet => 1,
+                           json => { weights => { blue => $w,
+                                                  green => 100 - $w } });
+}
+
+$r = patch('b', '?wait=fleet', 30);
+is($r->{status}, 200, 'PATCH ?wait=fleet on B: 200') or diag($r->{body});
+$gen = $r->{json}{generation};
+is_deeply($r->{json}{fleet}, { generation => $gen, complete => JSON::PP::true,
+                               applied => [qw(a b c)], lagging => [] },
+          'the answer says every node applied it')
+    or diag($r->{body});
+for my $n (qw(a c)) {
+    is($node{$n}->http('GET', '/traffic/upstreams/app', port => "${n}_api",
+                       quiet => 1)->{json}{generation}, $gen,
+       "node \u$n routes by generation $gen when B answers");
+}
+
+$r = patch('b', '?wait=all', 30);
+is($r->{status}, 400, '?wait=all: 400');
+is($r->{json}{error}{code}, 'invalid_value', 'invalid_value');
+
 # a node that stops leaves the fleet when its lease expires
 
 $node{c}->stop;
 ok(wait_fleet('a', sub { names($_[0]) eq 'a,b' }, 10),
    'node c stopped: gone from the fleet within its lease');
+
+# a node that cannot apply the change (other pools) is named as lagging
+
+my $x = $node{x} = TSTest->new(name => 'node_x');
+$x->write_config(conf('x', "traffic_shift_sync $url node=x timeout=1s;")
+                 =~ s/pool green u_green/pool canary u_green/r);
+$x->start;
+ok(wait_fleet('a', sub { names($_[0]) eq 'a,b,x' }), 'node x joins');
+$start = time;
+$r = patch('a', '?wait=fleet', 60);
+$took = time - $start;
+is($r->{status}, 200, 'PATCH ?wait=fleet with a node that lags: 200');
+is_deeply($r->{json}{fleet}{lagging}, ['x'], 'naming node x as lagging');
+is_deeply($r->{json}{fleet}{applied}, [qw(a b)], 'a and b applied it');
+ok(!$r->{json}{fleet}{complete}, 'the wait is not complete');
+cmp_ok($took, '>=', 0.9, sprintf('answered after the timeout (%.2f s)',
+                                 $took));
+like($x->error_log, qr/invalid weights for "app" at revision/,
+     'node x logs why');
 
 # a node without traffic_shift_sync
 
@@ -123,6 +170,6 @@ $r = fleet('a');
 is($r->{status}, 503, 'etcd down: GET /fleet is 503');
 is($r->{json}{error}{code}, 'sync_unavailable', 'sync_unavailable');
 
-$node{$_}->allow_log(qr/traffic_shift_sync/) for qw(a b c);
+$node{$_}->allow_log(qr/traffic_shift_sync/) for qw(a b c x);
 
 done_testing();
