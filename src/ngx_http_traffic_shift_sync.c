@@ -28,6 +28,9 @@
 #define NGX_HTTP_TS_SYNC_BACKOFF_MIN  100
 #define NGX_HTTP_TS_SYNC_BACKOFF_MAX  2000
 
+/* a watch is given up when etcd took no node key for this long */
+#define NGX_HTTP_TS_SYNC_SILENCE      5000
+
 #define NGX_HTTP_TS_SYNC_IDLE         0
 #define NGX_HTTP_TS_SYNC_RANGE        1
 #define NGX_HTTP_TS_SYNC_WATCH        2
@@ -376,9 +379,20 @@ ngx_http_traffic_shift_sync_timer(ngx_event_t *ev)
         ngx_http_traffic_shift_sync_range(w);
     }
 
-    if (w->phase == NGX_HTTP_TS_SYNC_WATCH) {
-        ngx_http_traffic_shift_sync_node_beat(&w->node, w->etcd.endpoint);
+    if (w->phase != NGX_HTTP_TS_SYNC_WATCH) {
+        return;
     }
+
+    if ((ngx_msec_int_t) (ngx_current_msec - w->node.ok)
+        > NGX_HTTP_TS_SYNC_SILENCE)
+    {
+        /* a quiet watch cannot tell a lost etcd: its key can */
+        ngx_http_traffic_shift_etcd_close(&w->node.etcd);
+        ngx_http_traffic_shift_sync_failed(w, "no answer");
+        return;
+    }
+
+    ngx_http_traffic_shift_sync_node_beat(&w->node, w->etcd.endpoint);
 }
 
 
@@ -502,6 +516,7 @@ ngx_http_traffic_shift_sync_ranged(ngx_http_traffic_shift_etcd_t *e,
     w->backoff = NGX_HTTP_TS_SYNC_BACKOFF_MIN;
     w->revision = revision;
     w->node.dirty = 1;
+    w->node.ok = ngx_current_msec;
 
     /* the watch, from the next revision */
 

@@ -35,6 +35,10 @@ typedef struct {
     ngx_http_traffic_shift_main_conf_t   *mcf;
     u_char                                lease[NGX_INT64_LEN + 1];
     ngx_msec_t                            next;
+
+    /* the last time etcd took the key: the watch's etcd still answers */
+    ngx_msec_t                            ok;
+
     unsigned                              dirty:1;
 } ngx_http_traffic_shift_sync_node_t;
 

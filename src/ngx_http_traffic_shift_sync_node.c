@@ -196,6 +196,10 @@ ngx_http_traffic_shift_sync_node_done(ngx_http_traffic_shift_etcd_t *e,
 
     n = e->data;
 
+    if (json && e->status == NGX_HTTP_OK) {
+        n->ok = ngx_current_msec;
+    }
+
     if (n->dirty) {
         /* a change was applied meanwhile: say so at once */
         ngx_http_traffic_shift_sync_node_beat(n, e->endpoint);

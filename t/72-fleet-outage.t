@@ -4,7 +4,8 @@
 # state, a write answers 503 sync_unavailable and changes nothing, a node
 # restarted meanwhile serves what its state file saved (also the weights
 # it only got from the fleet), and once etcd is back the nodes watch again
-# and apply the next change.
+# and apply the next change.  An etcd that stops answering without
+# closing its connections is noticed, and the watch opened again.
 # The second endpoint is used when the first refuses connections.
 
 use strict;
@@ -140,6 +141,31 @@ is($r->{status}, 200, 'etcd back: a write on A works again')
 $gen = $r->{json}{generation};
 ok(wait_for('b', sub { $_[0]{generation} == $gen }, 5),
    'B caught up with the change after the outage');
+
+# etcd stops answering but keeps its connections (SIGSTOP): the watch
+# cannot tell, the node key can; the watch is opened again
+
+my $mark = $nb->log_mark;
+kill 'STOP', $etcd->pid;
+$deadline = time + 10;
+my $silent;
+while (time < $deadline) {
+    last if ($silent = $nb->error_log(since => $mark) =~ /: no answer,/);
+    sleep 0.1;
+}
+kill 'CONT', $etcd->pid;
+ok($silent, 'a silent etcd: B gives its watch up within 10 s');
+
+$deadline = time + 10;
+while (time < $deadline) {
+    $r = api('a', 'PATCH', { weights => { blue => 20, green => 80 } });
+    last if $r->{status} == 200;
+    sleep 0.1;
+}
+is($r->{status}, 200, 'etcd answers again: a write on A');
+$gen = $r->{json}{generation};
+ok(wait_for('b', sub { $_[0]{generation} == $gen }, 5),
+   'B applied it through a new watch');
 
 $na->allow_log(qr/traffic_shift_sync/);
 $nb->allow_log(qr/traffic_shift_sync/);

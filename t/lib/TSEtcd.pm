@@ -59,6 +59,7 @@ sub new {
 
 sub url { 'http://127.0.0.1:' . $_[0]{client} }
 sub port { $_[0]{client} }
+sub pid { $_[0]{pid} }
 
 sub start {
     my ($self) = @_;
