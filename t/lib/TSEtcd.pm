@@ -1,8 +1,8 @@
 package TSEtcd;
 
 # A real etcd (Debian's etcd-server, /usr/bin/etcd) for the fleet tests:
-# one member on loopback ports the harness allocates, its data in the
-# test's directory.  Stopped, started again on the same data, and asked
+# one member (or a cluster of several) on loopback ports the harness
+# allocates, its data in the test's directory.  Stopped, started again on the same data, and asked
 # through its v3 JSON gateway (keys and values base64, 64-bit numbers as
 # JSON strings).
 #
@@ -14,6 +14,8 @@ package TSEtcd;
 #   $etcd->stop; $etcd->start;
 #   $etcd->watchers;                     # watchers open (its /metrics)
 #   $etcd->url;                          # http://127.0.0.1:PORT
+#   my @members = TSEtcd->cluster($t, 3);  # a 3-member cluster
+#   $member->is_leader; $member->kill9;
 
 use strict;
 use warnings;
@@ -40,8 +42,29 @@ sub require_etcd {
 
 sub new {
     my ($class, $t, %o) = @_;
+    my $self = $class->_member($t, $o{name} // 'etcd');
+    $self->{cluster} = "$self->{name}=http://127.0.0.1:$self->{peer}";
+    $self->start;
+    return $self;
+}
+
+# N members of one cluster, started together: (member, ...)
+sub cluster {
+    my ($class, $t, $n) = @_;
+    my @m = map { $class->_member($t, "etcd$_") } 1 .. $n;
+    my $cluster = join ',',
+        map { "$_->{name}=http://127.0.0.1:$_->{peer}" } @m;
+    for my $m (@m) {
+        $m->{cluster} = $cluster;
+        $m->_spawn;
+    }
+    $_->_wait_healthy for @m;
+    return @m;
+}
+
+sub _member {
+    my ($class, $t, $name) = @_;
     require_etcd();
-    my $name = $o{name} // 'etcd';
     my $self = bless {
         t => $t,
         name => $name,
@@ -52,7 +75,6 @@ sub new {
         json => JSON::PP->new->canonical,
         parent => $$,
     }, $class;
-    $self->start;
     push @RUNNING, $self;
     return $self;
 }
@@ -62,6 +84,12 @@ sub port { $_[0]{client} }
 sub pid { $_[0]{pid} }
 
 sub start {
+    my ($self) = @_;
+    $self->_spawn;
+    return $self->_wait_healthy;
+}
+
+sub _spawn {
     my ($self) = @_;
     croak 'TSEtcd: already running' if $self->{pid};
     my $pid = fork;
@@ -76,21 +104,41 @@ sub start {
              '--listen-peer-urls', "http://127.0.0.1:$self->{peer}",
              '--initial-advertise-peer-urls',
              "http://127.0.0.1:$self->{peer}",
-             '--initial-cluster', "$self->{name}=http://127.0.0.1:$self->{peer}",
+             '--initial-cluster', $self->{cluster},
+             '--initial-cluster-token', "ts-$self->{parent}",
              '--log-level', 'warn')
             or POSIX::_exit(127);
     }
     $self->{pid} = $pid;
+}
 
+sub _wait_healthy {
+    my ($self) = @_;
     my $deadline = time + 15;
     while (time < $deadline) {
         my $r = $self->{http}->get($self->url . '/health');
         return $self if $r->{success} && $r->{content} =~ /"health":\s*"true"/;
         croak "TSEtcd: etcd exited at start, see $self->{dir}.log"
-            if waitpid($pid, POSIX::WNOHANG()) == $pid;
+            if waitpid($self->{pid}, POSIX::WNOHANG()) == $self->{pid};
         sleep 0.05;
     }
     croak "TSEtcd: etcd not healthy within 15 s, see $self->{dir}.log";
+}
+
+# SIGKILL, as a crash
+sub kill9 {
+    my ($self) = @_;
+    return unless $self->{pid};
+    kill 'KILL', $self->{pid};
+    waitpid $self->{pid}, 0;
+    delete $self->{pid};
+}
+
+# true if this member is the cluster's leader now
+sub is_leader {
+    my ($self) = @_;
+    my $s = $self->call('/v3/maintenance/status', {});
+    return $s->{leader} && $s->{leader} eq $s->{header}{member_id};
 }
 
 sub stop {
