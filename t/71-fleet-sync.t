@@ -3,8 +3,9 @@
 # Fleet mode against a real etcd: two nginx nodes with two workers each,
 # one state.  A change on node A reaches node B within a second (measured
 # over 20 changes), a value put into etcd by hand reaches both, each node
-# holds one watch (not one per worker), generations are etcd's, and of two
-# writers with the same ETag on different nodes exactly one wins.
+# holds one watch (not one per worker, also after a reload), generations
+# are etcd's, and of two writers with the same ETag on different nodes
+# exactly one wins.
 
 use strict;
 use warnings;
@@ -147,6 +148,21 @@ cmp_ok($p99, '<', 1, 'p99 of the convergence is under 1 s');
 # one watch per node, whatever the number of workers
 
 is($etcd->watchers, 2, 'etcd has 2 watchers for 2 nodes of 2 workers');
+
+# a reload of B: its new workers take the watch over, still one
+
+$nb->reload;
+$r = api('a', 'PATCH', { weights => { blue => 35, green => 65 } });
+is($r->{status}, 200, 'after a reload of B: a change on A');
+ok(defined wait_generation('b', $r->{json}{generation}, 3),
+   'B\'s new workers applied it');
+my $watchers;
+my $deadline = time + 5;
+while (time < $deadline) {
+    last if ($watchers = $etcd->watchers) == 2;
+    sleep 0.05;
+}
+is($watchers, 2, 'after the reload, still one watch per node');
 
 # two writers with the same ETag on different nodes: exactly one wins
 
