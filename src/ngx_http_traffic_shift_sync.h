@@ -34,12 +34,19 @@ typedef struct {
     ngx_http_traffic_shift_etcd_t         etcd;
     ngx_http_traffic_shift_main_conf_t   *mcf;
     u_char                                lease[NGX_INT64_LEN + 1];
-    ngx_msec_t                            next;
 
-    /* the last time etcd took the key: the watch's etcd still answers */
+    /* the next keepalive, the next write of the key anyway */
+    ngx_msec_t                            next;
+    ngx_msec_t                            refresh;
+
+    /* the zone's version when the key was written */
+    ngx_uint_t                            version;
+
+    /* the last time etcd kept the lease: the watch's etcd still answers */
     ngx_msec_t                            ok;
 
     unsigned                              dirty:1;
+    unsigned                              put:1;
 } ngx_http_traffic_shift_sync_node_t;
 
 

@@ -12,14 +12,17 @@
  * time of its last contact, and per traffic_shift upstream the generation
  * it routes by and the live servers of each pool.  The key is under an
  * etcd lease of NGX_HTTP_TS_NODE_TTL seconds that the worker holding the
- * watch keeps alive and rewrites every second, and at once after a change:
- * a node that stops or loses etcd disappears from the fleet within the
- * lease.  GET /fleet reads these keys.
+ * watch keeps alive every second; the key is rewritten at once after a
+ * change (the zone's version moved, or a change came from the fleet), and
+ * every NGX_HTTP_TS_NODE_REFRESH anyway.  A node that stops or loses etcd
+ * disappears from the fleet within the lease.  GET /fleet reads these
+ * keys.
  */
 
 
-#define NGX_HTTP_TS_NODE_TTL    5
-#define NGX_HTTP_TS_NODE_BEAT   1000
+#define NGX_HTTP_TS_NODE_TTL      5
+#define NGX_HTTP_TS_NODE_BEAT     1000
+#define NGX_HTTP_TS_NODE_REFRESH  10000
 
 
 typedef struct {
@@ -46,7 +49,11 @@ static void ngx_http_traffic_shift_sync_fleet_read(
 static void ngx_http_traffic_shift_sync_fleet_cleanup(void *data);
 
 
-/* every tick of the watch, while it runs: the node's key when due */
+/*
+ * every tick of the watch, while it runs: the lease kept alive every
+ * second; the key written after a change (of the zone, or from the
+ * fleet), and every NGX_HTTP_TS_NODE_REFRESH anyway
+ */
 
 void
 ngx_http_traffic_shift_sync_node_beat(ngx_http_traffic_shift_sync_node_t *n,
@@ -54,14 +61,21 @@ ngx_http_traffic_shift_sync_node_beat(ngx_http_traffic_shift_sync_node_t *n,
 {
     u_char     *p, buf[64];
     ngx_int_t   rc;
+    ngx_uint_t  changed;
 
-    if (n->etcd.busy
-        || (!n->dirty && (ngx_msec_int_t) (ngx_current_msec - n->next) < 0))
-    {
+    if (n->etcd.busy) {
+        return;
+    }
+
+    changed = n->dirty || n->version != n->mcf->sh->version
+              || (ngx_msec_int_t) (ngx_current_msec - n->refresh) >= 0;
+
+    if (!changed && (ngx_msec_int_t) (ngx_current_msec - n->next) < 0) {
         return;
     }
 
     n->next = ngx_current_msec + NGX_HTTP_TS_NODE_BEAT;
+    n->put = changed;
     n->dirty = 0;
     n->etcd.endpoint = ep;
     n->etcd.stream = 0;
@@ -82,8 +96,8 @@ ngx_http_traffic_shift_sync_node_beat(ngx_http_traffic_shift_sync_node_t *n,
     }
 
     if (rc != NGX_OK) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, n->etcd.log, 0,
-                       "traffic_shift_sync: node key not written");
+        /* again at the next tick */
+        n->dirty |= changed;
     }
 }
 
@@ -137,7 +151,11 @@ ngx_http_traffic_shift_sync_node_kept(ngx_http_traffic_shift_etcd_t *e,
         return;
     }
 
-    ngx_http_traffic_shift_sync_node_put(n);
+    n->ok = ngx_current_msec;
+
+    if (n->put) {
+        ngx_http_traffic_shift_sync_node_put(n);
+    }
 }
 
 
@@ -155,6 +173,9 @@ ngx_http_traffic_shift_sync_node_put(ngx_http_traffic_shift_sync_node_t *n)
     if (pool == NULL) {
         return;
     }
+
+    n->version = n->mcf->sh->version;
+    n->refresh = ngx_current_msec + NGX_HTTP_TS_NODE_REFRESH;
 
     doc = ngx_http_traffic_shift_sync_node_json(n->mcf);
 
