@@ -227,9 +227,14 @@ ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
 
     if (mcf->sync) {
         /* fleet mode: through etcd, answered once applied here */
-        return ngx_http_traffic_shift_sync_write(r, split, weights, force,
+        rc = ngx_http_traffic_shift_sync_write(r, split, weights, force,
                                      if_match, &req->change, err,
                                      ngx_http_traffic_shift_api_synced, req);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        /* "local=on": this node only */
     }
 
     rc = ngx_http_traffic_shift_zone_set_weights(mcf, split, weights,

@@ -58,6 +58,7 @@ static void ngx_http_traffic_shift_sync_cleanup(void *data);
  * A weight change through the API in fleet mode: checked here as the zone
  * would (a pool given weight needs a live server unless forced), then sent
  * to etcd as a transaction.  NGX_DONE: "done" is called later, once.
+ * NGX_DECLINED: "local=on", the caller changes this node only.
  */
 
 ngx_int_t
@@ -102,6 +103,28 @@ ngx_http_traffic_shift_sync_write(ngx_http_request_t *r,
                                             "weights anyway",
                                             &pool[i].name, &pool[i].upstream);
         }
+    }
+
+    ngx_str_null(&arg);
+
+    if (ngx_http_arg(r, (u_char *) "local", 5, &arg) == NGX_OK) {
+        if (arg.len != 2 || ngx_strncmp(arg.data, "on", 2) != 0
+            || ngx_http_arg(r, (u_char *) "wait", 4, &arg) == NGX_OK)
+        {
+            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_value",
+                                            "invalid \"local\" argument, "
+                                            "expected \"local=on\" "
+                                            "without \"wait\"");
+        }
+
+        /* the local override: this node only, until the fleet's next */
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "traffic_shift \"%V\": weights changed on this node "
+                      "only (local=on), not in the fleet", &split->name);
+
+        return NGX_DECLINED;
     }
 
     ngx_str_null(&arg);

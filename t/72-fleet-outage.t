@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
 # Fleet mode when etcd goes away: every node keeps routing by its last
-# state, a write answers 503 sync_unavailable and changes nothing, a node
+# state, a write answers 503 sync_unavailable and changes nothing (unless
+# ?local=on changes one node, until the fleet's next change), a node
 # restarted meanwhile serves what its state file saved (also the weights
 # it only got from the fleet), and once etcd is back the nodes watch again
 # and apply the next change.  An etcd that stops answering without
@@ -117,6 +118,20 @@ is(api('a', 'GET')->{json}{weights}{green}, 100, 'A kept its weights');
 is(routed('a'), 'green1=20', 'A still routes everything to green');
 is(routed('b'), 'green1=20', 'B still routes everything to green');
 
+# the local override: this node only, until the fleet's next change
+
+$r = $na->http('PATCH', '/traffic/upstreams/app?local=on', port => 'a_api',
+               quiet => 1, json => { weights => { blue => 100, green => 0 } });
+is($r->{status}, 200, 'etcd down: PATCH ?local=on on A: 200')
+    or diag($r->{body});
+is(routed('a'), 'blue1=20', 'A routes everything to blue');
+is(routed('b'), 'green1=20', 'B still routes everything to green');
+like($na->error_log, qr/weights changed on this node only \(local=on\)/,
+     'A logs the override');
+$r = $na->http('PATCH', '/traffic/upstreams/app?local=yes', port => 'a_api',
+               quiet => 1, json => { weights => { blue => 100, green => 0 } });
+is($r->{status}, 400, '?local=yes: 400');
+
 # B restarts while etcd is down: it serves its saved state
 
 $nb->stop;
@@ -141,6 +156,7 @@ is($r->{status}, 200, 'etcd back: a write on A works again')
 $gen = $r->{json}{generation};
 ok(wait_for('b', sub { $_[0]{generation} == $gen }, 5),
    'B caught up with the change after the outage');
+is(routed('a'), 'blue1=14,green1=6', 'A follows the fleet again');
 
 # etcd stops answering but keeps its connections (SIGSTOP): the watch
 # cannot tell, the node key can; the watch is opened again
