@@ -40,6 +40,12 @@ static void ngx_http_traffic_shift_etcd_done(ngx_http_traffic_shift_etcd_t *e);
 static void ngx_http_traffic_shift_etcd_fail(ngx_http_traffic_shift_etcd_t *e,
     const char *error);
 static void ngx_http_traffic_shift_etcd_dummy(ngx_event_t *ev);
+#if (NGX_HTTP_SSL)
+static void ngx_http_traffic_shift_etcd_tls(ngx_http_traffic_shift_etcd_t *e);
+static void ngx_http_traffic_shift_etcd_handshake(ngx_connection_t *c);
+static ngx_int_t ngx_http_traffic_shift_etcd_verify(
+    ngx_http_traffic_shift_etcd_t *e);
+#endif
 
 
 ngx_int_t
@@ -135,8 +141,25 @@ ngx_http_traffic_shift_etcd_start(ngx_http_traffic_shift_etcd_t *e,
 void
 ngx_http_traffic_shift_etcd_close(ngx_http_traffic_shift_etcd_t *e)
 {
-    if (e->pc.connection) {
-        ngx_close_connection(e->pc.connection);
+    ngx_connection_t  *c;
+
+    c = e->pc.connection;
+
+    if (c) {
+
+#if (NGX_HTTP_SSL)
+        if (c->ssl) {
+            c->ssl->no_wait_shutdown = 1;
+
+            if (ngx_ssl_shutdown(c) == NGX_AGAIN) {
+                /* nothing is waited for: drop the TLS state at once */
+                c->error = 1;
+                (void) ngx_ssl_shutdown(c);
+            }
+        }
+#endif
+
+        ngx_close_connection(c);
         e->pc.connection = NULL;
     }
 
@@ -176,6 +199,15 @@ ngx_http_traffic_shift_etcd_write(ngx_event_t *wev)
         return;
     }
 
+#if (NGX_HTTP_SSL)
+
+    if (e->endpoint->ssl && c->ssl == NULL) {
+        ngx_http_traffic_shift_etcd_tls(e);
+        return;
+    }
+
+#endif
+
     while (b->pos < b->last) {
         n = c->send(c, b->pos, b->last - b->pos);
 
@@ -211,6 +243,141 @@ ngx_http_traffic_shift_etcd_write(ngx_event_t *wev)
         ngx_http_traffic_shift_etcd_read(c->read);
     }
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/* https://: the handshake, with SNI for a host name, then the request */
+
+static void
+ngx_http_traffic_shift_etcd_tls(ngx_http_traffic_shift_etcd_t *e)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
+    c = e->pc.connection;
+
+    if (ngx_ssl_create_connection(e->endpoint->ssl, c,
+                                  NGX_SSL_BUFFER|NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        ngx_http_traffic_shift_etcd_fail(e, "tls setup failed");
+        return;
+    }
+
+#ifdef SSL_CTRL_SET_TLSEXT_HOSTNAME
+
+    if (ngx_inet_addr(e->endpoint->host.data, e->endpoint->host.len)
+        == INADDR_NONE
+        && e->endpoint->host.data[0] != '['
+        && SSL_set_tlsext_host_name(c->ssl->connection,
+                                    (char *) e->endpoint->host.data)
+           == 0)
+    {
+        ngx_http_traffic_shift_etcd_fail(e, "tls setup failed");
+        return;
+    }
+
+#endif
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        c->ssl->handler = ngx_http_traffic_shift_etcd_handshake;
+        return;
+    }
+
+    ngx_http_traffic_shift_etcd_handshake(c);
+}
+
+
+static void
+ngx_http_traffic_shift_etcd_handshake(ngx_connection_t *c)
+{
+    ngx_http_traffic_shift_etcd_t  *e;
+
+    e = c->data;
+
+    if (c->read->timedout || c->write->timedout) {
+        ngx_http_traffic_shift_etcd_fail(e, "timed out");
+        return;
+    }
+
+    if (c->close || !c->ssl->handshaked) {
+        ngx_http_traffic_shift_etcd_fail(e, "tls handshake failed");
+        return;
+    }
+
+    if (ngx_http_traffic_shift_etcd_verify(e) != NGX_OK) {
+        ngx_http_traffic_shift_etcd_fail(e, "certificate refused");
+        return;
+    }
+
+    e->connected = 1;
+
+    c->read->handler = ngx_http_traffic_shift_etcd_read;
+    c->write->handler = ngx_http_traffic_shift_etcd_write;
+
+    ngx_http_traffic_shift_etcd_write(c->write);
+}
+
+
+/* the certificate: signed by the CA, and naming the endpoint's host */
+
+static ngx_int_t
+ngx_http_traffic_shift_etcd_verify(ngx_http_traffic_shift_etcd_t *e)
+{
+    long               rc;
+    X509              *cert;
+    ngx_int_t          ok;
+    ngx_connection_t  *c;
+
+    c = e->pc.connection;
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (rc != X509_V_OK) {
+        ngx_log_error(NGX_LOG_ERR, e->log, 0,
+                      "traffic_shift_sync: etcd \"%V\": certificate not "
+                      "trusted: %s", &e->endpoint->name,
+                      X509_verify_cert_error_string(rc));
+        return NGX_ERROR;
+    }
+
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+    if (cert == NULL) {
+        ngx_log_error(NGX_LOG_ERR, e->log, 0,
+                      "traffic_shift_sync: etcd \"%V\": no certificate",
+                      &e->endpoint->name);
+        return NGX_ERROR;
+    }
+
+    if (ngx_inet_addr(e->endpoint->host.data, e->endpoint->host.len)
+        != INADDR_NONE)
+    {
+        ok = (X509_check_ip_asc(cert, (char *) e->endpoint->host.data, 0)
+              == 1);
+
+    } else {
+        ok = (X509_check_host(cert, (char *) e->endpoint->host.data,
+                              e->endpoint->host.len, 0, NULL)
+              == 1);
+    }
+
+    X509_free(cert);
+
+    if (!ok) {
+        ngx_log_error(NGX_LOG_ERR, e->log, 0,
+                      "traffic_shift_sync: etcd \"%V\": the certificate "
+                      "does not name \"%V\"", &e->endpoint->name,
+                      &e->endpoint->host);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+#endif
 
 
 static void

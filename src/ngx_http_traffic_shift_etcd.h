@@ -36,7 +36,15 @@ typedef void (*ngx_http_traffic_shift_etcd_pt)(
 
 typedef struct {
     ngx_str_t                            name;      /* host:port */
+    ngx_str_t                            host;
     ngx_addr_t                           addr;
+
+#if (NGX_HTTP_SSL)
+    /* https://: the certificate is checked against the CA and the host */
+    ngx_ssl_t                           *ssl;
+#endif
+
+    unsigned                             https:1;
 } ngx_http_traffic_shift_etcd_endpoint_t;
 
 

@@ -20,6 +20,14 @@ typedef struct {
     ngx_str_t                             node;
     ngx_msec_t                            timeout;
 
+    /* https:// endpoints: the CA, a client certificate and its key */
+    ngx_str_t                             ssl_ca;
+    ngx_str_t                             ssl_cert;
+    ngx_str_t                             ssl_key;
+#if (NGX_HTTP_SSL)
+    ngx_ssl_t                            *ssl;
+#endif
+
     /* per worker: the watch, in every worker (one holds the lease) */
     void                                 *watch;
 } ngx_http_traffic_shift_sync_conf_t;

@@ -27,9 +27,22 @@ EOF
 }
 
 my @cases = (
-    [ 'https endpoint',
+    [ 'https endpoint without a CA',
       'traffic_shift_sync https://127.0.0.1:2379; # HERE',
-      qr/etcd endpoint "https:\/\/127\.0\.0\.1:2379" in traffic_shift_sync: TLS to etcd is not supported yet/ ],
+      qr/"https:\/\/" endpoints of traffic_shift_sync need ssl_ca=FILE/ ],
+    [ 'a CA without https',
+      'traffic_shift_sync http://127.0.0.1:2379 ssl_ca=/etc/hostname; # HERE',
+      qr/ssl_ca=, ssl_cert= and ssl_key= of traffic_shift_sync need an "https:\/\/" endpoint/ ],
+    [ 'a CA file that is not there',
+      'traffic_shift_sync https://127.0.0.1:2379 ssl_ca=/nonexistent.pem; # HERE',
+      qr/cannot load ssl_ca="\/nonexistent\.pem" of traffic_shift_sync/ ],
+    [ 'a client certificate without its key',
+      'traffic_shift_sync https://127.0.0.1:2379 ssl_ca=/etc/hostname '
+      . 'ssl_cert=/etc/hostname; # HERE',
+      qr/ssl_cert= and ssl_key= of traffic_shift_sync go together/ ],
+    [ 'an empty CA',
+      'traffic_shift_sync https://127.0.0.1:2379 ssl_ca=; # HERE',
+      qr/empty file in "ssl_ca=" of traffic_shift_sync/ ],
     [ 'no scheme',
       'traffic_shift_sync 127.0.0.1:2379; # HERE',
       qr/invalid parameter "127\.0\.0\.1:2379" in traffic_shift_sync/ ],

@@ -43,6 +43,7 @@ sub require_etcd {
 sub new {
     my ($class, $t, %o) = @_;
     my $self = $class->_member($t, $o{name} // 'etcd');
+    $self->{tls} = $o{tls};
     $self->{cluster} = "$self->{name}=http://127.0.0.1:$self->{peer}";
     $self->start;
     return $self;
@@ -79,7 +80,10 @@ sub _member {
     return $self;
 }
 
-sub url { 'http://127.0.0.1:' . $_[0]{client} }
+sub url {
+    my ($self) = @_;
+    return ($self->{tls} ? 'https' : 'http') . "://127.0.0.1:$self->{client}";
+}
 sub port { $_[0]{client} }
 sub pid { $_[0]{pid} }
 
@@ -106,18 +110,42 @@ sub _spawn {
              "http://127.0.0.1:$self->{peer}",
              '--initial-cluster', $self->{cluster},
              '--initial-cluster-token', "ts-$self->{parent}",
+             $self->_tls_args,
              '--log-level', 'warn')
             or POSIX::_exit(127);
     }
     $self->{pid} = $pid;
 }
 
+# TLS on the client port: {cert, key, ca}; with ca, client certificates
+# signed by it are required
+sub _tls_args {
+    my ($self) = @_;
+    my $tls = $self->{tls} or return ();
+    return ('--cert-file', $tls->{cert}, '--key-file', $tls->{key},
+            $tls->{ca} ? ('--client-cert-auth',
+                          '--trusted-ca-file', $tls->{ca}) : ());
+}
+
+sub _healthy {
+    my ($self) = @_;
+    if (my $tls = $self->{tls}) {
+        # HTTP::Tiny has no TLS without modules outside the core: etcdctl
+        my $out = qx{ETCDCTL_API=3 etcdctl --endpoints=${\ $self->url} \\
+            --cacert=$tls->{cacert} \\
+            ${\ ($tls->{client_cert} ? "--cert=$tls->{client_cert} --key=$tls->{client_key}" : '')} \\
+            --dial-timeout=1s endpoint health 2>&1};
+        return $out =~ /is healthy/;
+    }
+    my $r = $self->{http}->get($self->url . '/health');
+    return $r->{success} && $r->{content} =~ /"health":\s*"true"/;
+}
+
 sub _wait_healthy {
     my ($self) = @_;
     my $deadline = time + 15;
     while (time < $deadline) {
-        my $r = $self->{http}->get($self->url . '/health');
-        return $self if $r->{success} && $r->{content} =~ /"health":\s*"true"/;
+        return $self if $self->_healthy;
         croak "TSEtcd: etcd exited at start, see $self->{dir}.log"
             if waitpid($self->{pid}, POSIX::WNOHANG()) == $self->{pid};
         sleep 0.05;
