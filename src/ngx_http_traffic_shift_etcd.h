@@ -8,9 +8,9 @@
 #define _NGX_HTTP_TRAFFIC_SHIFT_ETCD_H_INCLUDED_
 
 
-#include <jansson.h>
-
 #include "ngx_http_traffic_shift.h"
+
+#include <jansson.h>
 
 
 /*
