@@ -6,6 +6,7 @@
 #   make stress          reliability tests under load (t/stress/), about
 #                        2 minutes; STRESS_SHORT=1: the short pass of CI
 #   make demo            start nginx with the module on loopback, show it
+#   make demo-fleet      the same for two nginx nodes and etcd (fleet mode)
 #   make bench           benchmark against stock nginx (scripts/bench)
 #   make asan            build with AddressSanitizer and UBSan in
 #                        $(ASAN_BUILD_DIR), run the test suite with them
@@ -106,8 +107,9 @@ LINTIAN ?= 1
 
 export NGINX_SRC NGINX_CONFIGURE_FLAGS NGINX_CC_OPT NGINX_LD_OPT
 
-.PHONY: all module deps deps-check test check-style demo install \
-        clean bench asan fuzz test-nginx nginx-build-check dist dist-check deb version
+.PHONY: all module deps deps-check test check-style demo demo-fleet install \
+        clean bench asan fuzz test-nginx nginx-build-check dist dist-check \
+        deb version
 
 all: module
 
@@ -160,6 +162,9 @@ stress: $(SUITE_DEPS)
 
 demo: $(SUITE_DEPS)
 	$(SUITE_ENV) scripts/demo
+
+demo-fleet: $(SUITE_DEPS)
+	$(SUITE_ENV) scripts/demo-fleet
 
 # The module built with the sanitizers, loaded into the stock nginx run
 # with their runtimes preloaded (scripts/asan-nginx); the harness fails a

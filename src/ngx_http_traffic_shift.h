@@ -30,7 +30,7 @@
 #define NGX_HTTP_TS_ERR_LEN       64
 
 /* the layout of the shared zone; bump on any incompatible change */
-#define NGX_HTTP_TS_ZONE_MAGIC    0x74730004
+#define NGX_HTTP_TS_ZONE_MAGIC    0x74730005
 
 #define NGX_HTTP_TS_SRC_CONFIG    0
 #define NGX_HTTP_TS_SRC_API       1
@@ -260,6 +260,12 @@ typedef struct {
 
     /* mutex; see the type */
     ngx_http_traffic_shift_sh_rollout_t  rollout;
+
+    /*
+     * fleet mode, mutex to write, read atomically: the etcd mod revision
+     * of the weights applied last (0: none, the key is not in etcd)
+     */
+    ngx_atomic_t                         sync_revision;
 } ngx_http_traffic_shift_sh_split_t;
 
 
@@ -386,6 +392,10 @@ typedef struct {
      * it with compare-and-swap and saves the state file
      */
     ngx_atomic_t                         ro_changed;
+
+    /* mutex: the worker that holds the fleet's watch, until when */
+    ngx_pid_t                            sync_lease_pid;
+    ngx_msec_t                           sync_lease_expire;
 } ngx_http_traffic_shift_sh_t;
 
 
@@ -530,6 +540,8 @@ typedef struct {
     void                                *rollout;    /* rollout driver */
 
     void                                *outlier;    /* ejection timer */
+
+    void                                *sync;       /* fleet (etcd) */
 } ngx_http_traffic_shift_main_conf_t;
 
 

@@ -7,6 +7,7 @@
 #include "ngx_http_traffic_shift_api.h"
 #include "ngx_http_traffic_shift_api_dashboard.h"
 #include "ngx_http_traffic_shift_metrics.h"
+#include "ngx_http_traffic_shift_sync.h"
 
 
 static ngx_int_t ngx_http_traffic_shift_api_handler(ngx_http_request_t *r);
@@ -310,6 +311,11 @@ ngx_http_traffic_shift_api_get(ngx_http_request_t *r,
     ngx_http_traffic_shift_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
+
+    if (path->what == NGX_HTTP_TS_API_FLEET) {
+        /* read from etcd: answered later */
+        return ngx_http_traffic_shift_sync_fleet(r);
+    }
 
     etag = ngx_http_traffic_shift_api_etag(r, NULL);
     err.status = 0;

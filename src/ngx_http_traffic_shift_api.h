@@ -35,6 +35,7 @@
 #define NGX_HTTP_TS_API_SERVER      5
 #define NGX_HTTP_TS_API_METRICS     6
 #define NGX_HTTP_TS_API_ROLLOUT     7
+#define NGX_HTTP_TS_API_FLEET       8
 
 /* actions on a rollout */
 #define NGX_HTTP_TS_RO_PAUSE        0
@@ -74,6 +75,9 @@ typedef struct {
 
     /* the status of the answer: 200, or 201 for a new rollout */
     ngx_uint_t                            status;
+
+    /* fleet mode, ?wait=fleet: the nodes that have the change */
+    json_t                               *fleet;
 
     /* a ramp started: the answer has the rollout too */
     unsigned                              ramp:1;

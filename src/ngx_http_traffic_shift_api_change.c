@@ -6,6 +6,7 @@
 
 #include "ngx_http_traffic_shift_api.h"
 #include "ngx_http_traffic_shift_state.h"
+#include "ngx_http_traffic_shift_sync.h"
 
 
 /*
@@ -46,6 +47,9 @@ static ngx_int_t ngx_http_traffic_shift_api_split_if_match(
 static void ngx_http_traffic_shift_api_log_change(ngx_http_request_t *r,
     ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_change_t *change);
+static void ngx_http_traffic_shift_api_synced(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err,
+    json_t *fleet);
 
 
 void
@@ -220,6 +224,18 @@ ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
+
+    if (mcf->sync) {
+        /* fleet mode: through etcd, answered once applied here */
+        rc = ngx_http_traffic_shift_sync_write(r, split, weights, force,
+                                     if_match, &req->change, err,
+                                     ngx_http_traffic_shift_api_synced, req);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        /* "local=on": this node only */
+    }
 
     rc = ngx_http_traffic_shift_zone_set_weights(mcf, split, weights,
                                                  NGX_HTTP_TS_SRC_API,
@@ -499,6 +515,15 @@ ngx_http_traffic_shift_api_answer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (req->fleet) {
+        if (json_object_set_new(json, "fleet", req->fleet)) {
+            req->fleet = NULL;
+            goto failed;
+        }
+
+        req->fleet = NULL;
+    }
+
     if (save) {
         if (json_object_set_new(json, "persisted",
                                 json_boolean(save->rc == NGX_OK)))
@@ -648,4 +673,31 @@ ngx_http_traffic_shift_api_log_change(ngx_http_request_t *r,
                   "traffic_shift \"%V\": weights %*s by client %V, "
                   "generation %ui", &split->name, p - text, text,
                   &r->connection->addr_text, change->new.generation);
+}
+
+
+/* fleet mode: etcd took the change and this node applied it, or not */
+
+static void
+ngx_http_traffic_shift_api_synced(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err, json_t *fleet)
+{
+    ngx_http_traffic_shift_api_req_t  *req = data;
+
+    req->fleet = fleet;
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, ngx_http_traffic_shift_api_error(r, err,
+                                        req->path.split->sh->generation,
+                                        NULL));
+        return;
+    }
+
+    ngx_http_traffic_shift_api_log_change(r, req->path.split, &req->change);
+
+    rc = ngx_http_traffic_shift_api_changed(r, req);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
 }

@@ -32,7 +32,7 @@ static ngx_int_t ngx_http_traffic_shift_api_weights(
 /*
  * Paths are relative to the location: "", "upstreams", "upstreams/NAME",
  * "upstreams/NAME/rollout", "health", "health/UPSTREAM",
- * "health/UPSTREAM/servers/ID", "metrics".
+ * "health/UPSTREAM/servers/ID", "metrics", "fleet".
  */
 
 ngx_int_t
@@ -78,6 +78,17 @@ ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
         }
 
         path->what = NGX_HTTP_TS_API_METRICS;
+        return NGX_OK;
+    }
+
+    if (seg[0].len == sizeof("fleet") - 1
+        && ngx_strncmp(seg[0].data, "fleet", seg[0].len) == 0)
+    {
+        if (n != 1) {
+            goto not_found;
+        }
+
+        path->what = NGX_HTTP_TS_API_FLEET;
         return NGX_OK;
     }
 

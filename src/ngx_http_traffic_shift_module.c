@@ -12,6 +12,7 @@
 #include "ngx_http_traffic_shift_api.h"
 #include "ngx_http_traffic_shift_state.h"
 #include "ngx_http_traffic_shift_rollout.h"
+#include "ngx_http_traffic_shift_sync.h"
 
 
 static ngx_int_t ngx_http_traffic_shift_preconfiguration(ngx_conf_t *cf);
@@ -55,6 +56,13 @@ static ngx_command_t  ngx_http_traffic_shift_commands[] = {
     { ngx_string("traffic_shift_state"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_traffic_shift_state,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("traffic_shift_sync"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_traffic_shift_sync,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -407,6 +415,10 @@ ngx_http_traffic_shift_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_traffic_shift_sync_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_traffic_shift_health_init_process(cycle);
 }
 
@@ -416,6 +428,7 @@ ngx_http_traffic_shift_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_traffic_shift_health_exit_process(cycle);
     ngx_http_traffic_shift_rollout_exit_process(cycle);
+    ngx_http_traffic_shift_sync_exit_process(cycle);
     ngx_http_traffic_shift_outlier_exit_process(cycle);
 }
 

@@ -144,6 +144,16 @@ ngx_int_t ngx_http_traffic_shift_zone_rollout_lease(
     ngx_http_traffic_shift_main_conf_t *mcf, ngx_msec_t lease,
     ngx_uint_t release);
 
+/* fleet mode (ngx_http_traffic_shift_zone_sync.c) */
+
+ngx_int_t ngx_http_traffic_shift_zone_sync_lease(
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_msec_t lease,
+    ngx_uint_t release);
+ngx_int_t ngx_http_traffic_shift_zone_sync_apply(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
+    ngx_uint_t revision, ngx_http_traffic_shift_change_t *change);
+
 /* outlier ejection (ngx_http_traffic_shift_zone_outlier.c) */
 
 #define NGX_HTTP_TS_EJECT_5XX       1

@@ -1,0 +1,100 @@
+
+/*
+ * Copyright (C) nginx-traffic-shift developers
+ */
+
+
+#ifndef _NGX_HTTP_TRAFFIC_SHIFT_ETCD_H_INCLUDED_
+#define _NGX_HTTP_TRAFFIC_SHIFT_ETCD_H_INCLUDED_
+
+
+#include "ngx_http_traffic_shift.h"
+
+#include <jansson.h>
+
+
+/*
+ * A request to etcd's v3 JSON gateway on nginx's event loop: one HTTP/1.1
+ * POST of a JSON body on a connection of its own, the answer framed by
+ * Content-Length, chunks or the end of the connection.  A unary request
+ * gives its handler the whole body, once, the connection closed; a stream
+ * (a watch) gives it every JSON object (one per line) as it comes, then
+ * NULL when the stream ends.  NULL means a failure, with "error" set and
+ * the connection closed.  A handler may close the request, and may start
+ * another one with the same structure.
+ */
+
+
+#define NGX_HTTP_TS_ETCD_MAX_BODY  (4 * 1024 * 1024)
+
+
+typedef struct ngx_http_traffic_shift_etcd_s  ngx_http_traffic_shift_etcd_t;
+
+typedef void (*ngx_http_traffic_shift_etcd_pt)(
+    ngx_http_traffic_shift_etcd_t *e, json_t *json);
+
+
+typedef struct {
+    ngx_str_t                            name;      /* host:port */
+    ngx_str_t                            host;
+    ngx_addr_t                           addr;
+
+#if (NGX_HTTP_SSL)
+    /* https://: the certificate is checked against the CA and the host */
+    ngx_ssl_t                           *ssl;
+#endif
+
+    unsigned                             https:1;
+} ngx_http_traffic_shift_etcd_endpoint_t;
+
+
+struct ngx_http_traffic_shift_etcd_s {
+    ngx_peer_connection_t                pc;
+    ngx_pool_t                          *pool;
+    ngx_log_t                           *log;
+    ngx_http_traffic_shift_etcd_endpoint_t *endpoint;
+
+    ngx_msec_t                           timeout;
+    ngx_http_traffic_shift_etcd_pt       handler;
+    void                                *data;
+
+    ngx_buf_t                           *out;
+    ngx_buf_t                           *in;
+
+    /* the body, without its framing */
+    u_char                              *body;
+    size_t                               len;
+    size_t                               size;
+
+    ngx_uint_t                           state;
+    off_t                                rest;
+    ngx_uint_t                           status;
+
+    /* incremented by every start and close: a handler's doing is seen */
+    ngx_uint_t                           serial;
+
+    const char                          *error;
+
+    unsigned                             stream:1;
+    unsigned                             sent:1;
+    unsigned                             connected:1;
+    unsigned                             busy:1;
+};
+
+
+ngx_int_t ngx_http_traffic_shift_etcd_start(ngx_http_traffic_shift_etcd_t *e,
+    const char *path, u_char *body, size_t len);
+void ngx_http_traffic_shift_etcd_close(ngx_http_traffic_shift_etcd_t *e);
+json_t *ngx_http_traffic_shift_etcd_b64(ngx_pool_t *pool, u_char *data,
+    size_t len);
+ngx_int_t ngx_http_traffic_shift_etcd_unb64(ngx_pool_t *pool, json_t *json,
+    ngx_str_t *out);
+ngx_int_t ngx_http_traffic_shift_etcd_int(json_t *json, const char *key,
+    uint64_t *value);
+ngx_int_t ngx_http_traffic_shift_etcd_json(ngx_pool_t *pool, json_t *json,
+    ngx_str_t *body);
+ngx_int_t ngx_http_traffic_shift_etcd_key(ngx_pool_t *pool, ngx_str_t *prefix,
+    const char *what, ngx_str_t *name, ngx_str_t *key);
+
+
+#endif /* _NGX_HTTP_TRAFFIC_SHIFT_ETCD_H_INCLUDED_ */

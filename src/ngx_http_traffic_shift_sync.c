@@ -1,0 +1,965 @@
+
+/*
+ * Copyright (C) nginx-traffic-shift developers
+ */
+
+
+#include "ngx_http_traffic_shift_sync.h"
+#include "ngx_http_traffic_shift_state.h"
+
+
+/*
+ * Fleet mode (traffic_shift_sync): etcd holds the weights of every
+ * traffic_shift upstream under PREFIX/upstreams/NAME, as {"weights":{..}},
+ * and the key's mod revision is the upstream's generation on every node.
+ *
+ * The watch: every worker has a timer; the worker holding the lease in the
+ * zone reads the keys (a range), applies them, then watches the prefix
+ * from the next revision and applies every event.  A broken connection is
+ * retried on the next endpoint after a backoff; a compacted revision
+ * reads the keys again.  The zone makes every worker see what it applied.
+ *
+ * Writes through the API are in ngx_http_traffic_shift_sync_write.c.
+ */
+
+
+#define NGX_HTTP_TS_SYNC_TICK         250
+#define NGX_HTTP_TS_SYNC_LEASE        1500
+#define NGX_HTTP_TS_SYNC_BACKOFF_MIN  100
+#define NGX_HTTP_TS_SYNC_BACKOFF_MAX  2000
+
+/* a watch is given up when etcd took no node key for this long */
+#define NGX_HTTP_TS_SYNC_SILENCE      5000
+
+#define NGX_HTTP_TS_SYNC_IDLE         0
+#define NGX_HTTP_TS_SYNC_RANGE        1
+#define NGX_HTTP_TS_SYNC_WATCH        2
+
+
+typedef struct {
+    ngx_event_t                           timer;
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_sync_conf_t   *conf;
+    ngx_http_traffic_shift_etcd_t         etcd;
+    ngx_log_t                             log;
+
+    ngx_uint_t                            endpoint;
+    ngx_uint_t                            phase;
+    ngx_msec_t                            backoff;
+    ngx_msec_t                            retry;
+    uint64_t                              revision;
+    ngx_uint_t                            failures;
+
+    ngx_http_traffic_shift_sync_node_t    node;
+} ngx_http_traffic_shift_sync_watch_t;
+
+
+
+static char *ngx_http_traffic_shift_sync_option(ngx_conf_t *cf,
+    ngx_http_traffic_shift_sync_conf_t *scf, ngx_str_t *value);
+static char *ngx_http_traffic_shift_sync_endpoint(ngx_conf_t *cf,
+    ngx_http_traffic_shift_sync_conf_t *scf, ngx_str_t *value);
+static char *ngx_http_traffic_shift_sync_tls(ngx_conf_t *cf,
+    ngx_http_traffic_shift_sync_conf_t *scf);
+static void ngx_http_traffic_shift_sync_timer(ngx_event_t *ev);
+static void ngx_http_traffic_shift_sync_stop(
+    ngx_http_traffic_shift_sync_watch_t *w);
+static void ngx_http_traffic_shift_sync_range(
+    ngx_http_traffic_shift_sync_watch_t *w);
+static void ngx_http_traffic_shift_sync_ranged(
+    ngx_http_traffic_shift_etcd_t *e, json_t *json);
+static void ngx_http_traffic_shift_sync_watched(
+    ngx_http_traffic_shift_etcd_t *e, json_t *json);
+static void ngx_http_traffic_shift_sync_failed(
+    ngx_http_traffic_shift_sync_watch_t *w, const char *what);
+static void ngx_http_traffic_shift_sync_kv(
+    ngx_http_traffic_shift_sync_watch_t *w, json_t *kv);
+
+
+/*
+ * traffic_shift_sync http[s]://HOST:PORT ... [prefix=P] [node=N]
+ *                    [timeout=T] [ssl_ca=F] [ssl_cert=F ssl_key=F]
+ */
+
+char *
+ngx_http_traffic_shift_sync(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_traffic_shift_main_conf_t *mcf = conf;
+
+    char                                *rv;
+    ngx_str_t                           *value;
+    ngx_uint_t                           i;
+    ngx_http_traffic_shift_sync_conf_t  *scf;
+
+    if (mcf->sync) {
+        return "is duplicate";
+    }
+
+    scf = ngx_pcalloc(cf->pool, sizeof(ngx_http_traffic_shift_sync_conf_t));
+    if (scf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_array_init(&scf->endpoints, cf->pool, 2,
+                       sizeof(ngx_http_traffic_shift_etcd_endpoint_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&scf->prefix, "/traffic-shift/");
+    scf->node = cf->cycle->hostname;
+    scf->timeout = 3000;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        rv = ngx_http_traffic_shift_sync_option(cf, scf, &value[i]);
+
+        if (rv == NGX_CONF_OK) {
+            continue;
+        }
+
+        if (rv != NGX_CONF_UNSET_PTR) {
+            return rv;
+        }
+
+        if (ngx_http_traffic_shift_sync_endpoint(cf, scf, &value[i])
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (scf->endpoints.nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "traffic_shift_sync needs at least one etcd "
+                           "endpoint, \"http://HOST:PORT\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_traffic_shift_sync_tls(cf, scf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->sync = scf;
+
+    return NGX_CONF_OK;
+}
+
+
+/* NGX_CONF_UNSET_PTR: not an option, an endpoint maybe */
+
+static char *
+ngx_http_traffic_shift_sync_option(ngx_conf_t *cf,
+    ngx_http_traffic_shift_sync_conf_t *scf, ngx_str_t *value)
+{
+    u_char     *p;
+    ngx_int_t   t;
+    ngx_str_t   s, *file;
+
+    if (ngx_strncmp(value->data, "prefix=", 7) == 0) {
+        s.data = value->data + 7;
+        s.len = value->len - 7;
+
+        if (s.len < 2 || s.len > 128 || s.data[0] != '/'
+            || s.data[s.len - 1] != '/'
+            || ngx_strlchr(s.data, s.data + s.len, ' '))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid prefix \"%V\" in "
+                               "traffic_shift_sync, expected a key "
+                               "prefix that starts and ends with \"/\"",
+                               &s);
+            return NGX_CONF_ERROR;
+        }
+
+        scf->prefix = s;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "node=", 5) == 0) {
+        s.data = value->data + 5;
+        s.len = value->len - 5;
+
+        for (p = s.data; p < s.data + s.len; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'
+                  || *p == '.'))
+            {
+                break;
+            }
+        }
+
+        if (s.len == 0 || s.len > 64 || p != s.data + s.len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid node \"%V\" in "
+                               "traffic_shift_sync, expected 1 to 64 "
+                               "of A-Z, a-z, 0-9, \".\", \"_\" and "
+                               "\"-\"", &s);
+            return NGX_CONF_ERROR;
+        }
+
+        scf->node = s;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "timeout=", 8) == 0) {
+        s.data = value->data + 8;
+        s.len = value->len - 8;
+
+        t = ngx_parse_time(&s, 0);
+
+        if (t == NGX_ERROR || t == 0 || t > 60000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid timeout \"%V\" in "
+                               "traffic_shift_sync, expected 1ms to "
+                               "60s", &s);
+            return NGX_CONF_ERROR;
+        }
+
+        scf->timeout = t;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "ssl_ca=", 7) == 0) {
+        file = &scf->ssl_ca;
+        s.data = value->data + 7;
+
+    } else if (ngx_strncmp(value->data, "ssl_cert=", 9) == 0) {
+        file = &scf->ssl_cert;
+        s.data = value->data + 9;
+
+    } else if (ngx_strncmp(value->data, "ssl_key=", 8) == 0) {
+        file = &scf->ssl_key;
+        s.data = value->data + 8;
+
+    } else {
+        return NGX_CONF_UNSET_PTR;
+    }
+
+    s.len = value->data + value->len - s.data;
+
+    if (s.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty file in \"%V\" of traffic_shift_sync",
+                           value);
+        return NGX_CONF_ERROR;
+    }
+
+    *file = s;
+
+    return NGX_CONF_OK;
+}
+
+
+/* https:// endpoints: one TLS context, the CA required */
+
+static char *
+ngx_http_traffic_shift_sync_tls(ngx_conf_t *cf,
+    ngx_http_traffic_shift_sync_conf_t *scf)
+{
+    ngx_uint_t                               i, https;
+    ngx_http_traffic_shift_etcd_endpoint_t  *ep;
+#if (NGX_HTTP_SSL)
+    ngx_pool_cleanup_t                      *cln;
+#endif
+
+    ep = scf->endpoints.elts;
+    https = 0;
+
+    for (i = 0; i < scf->endpoints.nelts; i++) {
+        https |= ep[i].https;
+    }
+
+    if (!https) {
+        if (scf->ssl_ca.len || scf->ssl_cert.len || scf->ssl_key.len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "ssl_ca=, ssl_cert= and ssl_key= of "
+                               "traffic_shift_sync need an \"https://\" "
+                               "endpoint");
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+#if (NGX_HTTP_SSL)
+
+    if (scf->ssl_ca.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"https://\" endpoints of traffic_shift_sync "
+                           "need ssl_ca=FILE, the CA of etcd's "
+                           "certificates");
+        return NGX_CONF_ERROR;
+    }
+
+    if ((scf->ssl_cert.len == 0) != (scf->ssl_key.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ssl_cert= and ssl_key= of traffic_shift_sync "
+                           "go together");
+        return NGX_CONF_ERROR;
+    }
+
+    scf->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (scf->ssl == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    scf->ssl->log = cf->log;
+
+    if (ngx_ssl_create(scf->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(scf->ssl);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = scf->ssl;
+
+    if (ngx_ssl_trusted_certificate(cf, scf->ssl, &scf->ssl_ca, 4)
+        != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot load ssl_ca=\"%V\" of "
+                           "traffic_shift_sync", &scf->ssl_ca);
+        return NGX_CONF_ERROR;
+    }
+
+    if (scf->ssl_cert.len
+        && ngx_ssl_certificate(cf, scf->ssl, &scf->ssl_cert, &scf->ssl_key,
+                               NULL)
+           != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot load ssl_cert=\"%V\" and ssl_key=\"%V\" "
+                           "of traffic_shift_sync", &scf->ssl_cert,
+                           &scf->ssl_key);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < scf->endpoints.nelts; i++) {
+        if (ep[i].https) {
+            ep[i].ssl = scf->ssl;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+#else
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"https://\" endpoints of traffic_shift_sync need "
+                       "nginx built with ngx_http_ssl_module");
+    return NGX_CONF_ERROR;
+
+#endif
+}
+
+
+static char *
+ngx_http_traffic_shift_sync_endpoint(ngx_conf_t *cf,
+    ngx_http_traffic_shift_sync_conf_t *scf, ngx_str_t *value)
+{
+    size_t                                   skip;
+    ngx_url_t                                u;
+    ngx_uint_t                               https;
+    ngx_http_traffic_shift_etcd_endpoint_t  *ep;
+
+    https = (value->len > 8
+             && ngx_strncasecmp(value->data, (u_char *) "https://", 8) == 0);
+
+    skip = https ? 8 : 7;
+
+    if (!https
+        && (value->len <= 7
+            || ngx_strncasecmp(value->data, (u_char *) "http://", 7) != 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in traffic_shift_sync, "
+                           "expected \"http[s]://HOST:PORT\", \"prefix=\", "
+                           "\"node=\", \"timeout=\" or \"ssl_...=\"",
+                           value);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = value->data + skip;
+    u.url.len = value->len - skip;
+
+    if (u.url.len && u.url.data[u.url.len - 1] == '/') {
+        u.url.len--;
+    }
+
+    u.default_port = 2379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0
+        || u.uri.len)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid etcd endpoint \"%V\" in "
+                           "traffic_shift_sync%s%s", value,
+                           u.err ? ": " : "", u.err ? u.err : "");
+        return NGX_CONF_ERROR;
+    }
+
+    ep = ngx_array_push(&scf->endpoints);
+    if (ep == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(ep, sizeof(ngx_http_traffic_shift_etcd_endpoint_t));
+
+    ep->name = u.url;
+    ep->addr = u.addrs[0];
+    ep->https = https;
+
+    /* for SNI and the certificate's check: a C string */
+
+    ep->host.len = u.host.len;
+    ep->host.data = ngx_pnalloc(cf->pool, u.host.len + 1);
+    if (ep->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_cpystrn(ep->host.data, u.host.data, u.host.len + 1);
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_traffic_shift_sync_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_sync_conf_t   *scf;
+    ngx_http_traffic_shift_sync_watch_t  *w;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_traffic_shift_module);
+
+    if (mcf == NULL || mcf->sync == NULL || mcf->sh == NULL) {
+        return NGX_OK;
+    }
+
+    scf = mcf->sync;
+
+    w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_traffic_shift_sync_watch_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->mcf = mcf;
+    w->conf = scf;
+    w->log = *cycle->log;
+    w->backoff = NGX_HTTP_TS_SYNC_BACKOFF_MIN;
+    w->retry = ngx_current_msec;
+
+    w->etcd.log = &w->log;
+    w->etcd.timeout = scf->timeout;
+    w->etcd.data = w;
+
+    w->node.mcf = mcf;
+    w->node.etcd.log = &w->log;
+    w->node.etcd.timeout = scf->timeout;
+
+    w->timer.handler = ngx_http_traffic_shift_sync_timer;
+    w->timer.data = w;
+    w->timer.log = cycle->log;
+    w->timer.cancelable = 1;
+
+    scf->watch = w;
+
+    ngx_add_timer(&w->timer, 1 + ngx_random() % 50);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_traffic_shift_sync_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_sync_conf_t   *scf;
+    ngx_http_traffic_shift_sync_watch_t  *w;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_traffic_shift_module);
+
+    if (mcf == NULL || mcf->sync == NULL) {
+        return;
+    }
+
+    scf = mcf->sync;
+    w = scf->watch;
+
+    if (w == NULL) {
+        return;
+    }
+
+    if (w->timer.timer_set) {
+        ngx_del_timer(&w->timer);
+    }
+
+    ngx_http_traffic_shift_sync_stop(w);
+
+    scf->watch = NULL;
+}
+
+
+static void
+ngx_http_traffic_shift_sync_timer(ngx_event_t *ev)
+{
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_sync_watch_t  *w;
+
+    w = ev->data;
+    mcf = w->mcf;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit
+        || ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_traffic_shift_module)
+           != mcf
+        || mcf->sh->retired)
+    {
+        /* the workers of the new configuration take over */
+        ngx_http_traffic_shift_sync_stop(w);
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_TS_SYNC_TICK);
+
+    if (ngx_http_traffic_shift_zone_sync_lease(mcf, NGX_HTTP_TS_SYNC_LEASE, 0)
+        != NGX_OK)
+    {
+        if (w->phase != NGX_HTTP_TS_SYNC_IDLE) {
+            /* another worker holds the watch now */
+            ngx_http_traffic_shift_etcd_close(&w->etcd);
+            ngx_http_traffic_shift_etcd_close(&w->node.etcd);
+            w->phase = NGX_HTTP_TS_SYNC_IDLE;
+        }
+
+        return;
+    }
+
+    if (w->phase == NGX_HTTP_TS_SYNC_IDLE
+        && (ngx_msec_int_t) (ngx_current_msec - w->retry) >= 0)
+    {
+        ngx_http_traffic_shift_sync_range(w);
+    }
+
+    if (w->phase != NGX_HTTP_TS_SYNC_WATCH) {
+        return;
+    }
+
+    if ((ngx_msec_int_t) (ngx_current_msec - w->node.ok)
+        > NGX_HTTP_TS_SYNC_SILENCE)
+    {
+        /* a quiet watch cannot tell a lost etcd: its key can */
+        ngx_http_traffic_shift_etcd_close(&w->node.etcd);
+        ngx_http_traffic_shift_sync_failed(w, "no answer");
+        return;
+    }
+
+    ngx_http_traffic_shift_sync_node_beat(&w->node, w->etcd.endpoint);
+}
+
+
+static void
+ngx_http_traffic_shift_sync_stop(ngx_http_traffic_shift_sync_watch_t *w)
+{
+    ngx_http_traffic_shift_etcd_close(&w->etcd);
+    ngx_http_traffic_shift_etcd_close(&w->node.etcd);
+    w->phase = NGX_HTTP_TS_SYNC_IDLE;
+
+    (void) ngx_http_traffic_shift_zone_sync_lease(w->mcf, 0, 1);
+}
+
+
+/* read every key of the prefix, then watch from the next revision */
+
+static void
+ngx_http_traffic_shift_sync_range(ngx_http_traffic_shift_sync_watch_t *w)
+{
+    json_t                              *json;
+    ngx_int_t                            rc;
+    ngx_str_t                            body, key, end;
+    ngx_pool_t                          *pool;
+    ngx_http_traffic_shift_sync_conf_t  *scf;
+
+    scf = w->conf;
+
+    pool = ngx_create_pool(1024, &w->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    ngx_str_null(&end);
+
+    if (ngx_http_traffic_shift_etcd_key(pool, &scf->prefix, "upstreams/", &end,
+                                       &key) != NGX_OK) {
+        goto failed;
+    }
+
+    end.len = key.len;
+    end.data = ngx_pnalloc(pool, end.len);
+    if (end.data == NULL) {
+        goto failed;
+    }
+
+    ngx_memcpy(end.data, key.data, key.len);
+    end.data[end.len - 1]++;
+
+    json = json_pack("{s:o,s:o}",
+                     "key", ngx_http_traffic_shift_etcd_b64(pool, key.data,
+                                                            key.len),
+                     "range_end", ngx_http_traffic_shift_etcd_b64(pool,
+                                                     end.data, end.len));
+
+    if (ngx_http_traffic_shift_etcd_json(pool, json, &body) != NGX_OK) {
+        goto failed;
+    }
+
+    w->etcd.endpoint = (ngx_http_traffic_shift_etcd_endpoint_t *)
+                           scf->endpoints.elts + w->endpoint;
+    w->etcd.handler = ngx_http_traffic_shift_sync_ranged;
+    w->etcd.stream = 0;
+
+    rc = ngx_http_traffic_shift_etcd_start(&w->etcd, "/v3/kv/range",
+                                           body.data, body.len);
+
+    ngx_destroy_pool(pool);
+
+    if (rc == NGX_OK) {
+        w->phase = NGX_HTTP_TS_SYNC_RANGE;
+        return;
+    }
+
+    ngx_http_traffic_shift_sync_failed(w, "cannot connect");
+    return;
+
+failed:
+
+    ngx_destroy_pool(pool);
+}
+
+
+static void
+ngx_http_traffic_shift_sync_ranged(ngx_http_traffic_shift_etcd_t *e,
+    json_t *json)
+{
+    json_t                               *kvs, *kv, *w_json;
+    size_t                                i;
+    uint64_t                              revision;
+    ngx_int_t                             rc;
+    ngx_str_t                             body, key, end;
+    ngx_pool_t                           *pool;
+    ngx_http_traffic_shift_sync_watch_t  *w;
+
+    w = e->data;
+
+    if (json == NULL || e->status != NGX_HTTP_OK
+        || ngx_http_traffic_shift_etcd_int(json_object_get(json, "header"),
+                                           "revision", &revision)
+           != NGX_OK
+        || revision == 0)
+    {
+        ngx_http_traffic_shift_sync_failed(w, json ? "range refused"
+                                                   : e->error);
+        return;
+    }
+
+    kvs = json_object_get(json, "kvs");
+
+    json_array_foreach(kvs, i, kv) {
+        ngx_http_traffic_shift_sync_kv(w, kv);
+    }
+
+    if (w->failures) {
+        ngx_log_error(NGX_LOG_NOTICE, &w->log, 0,
+                      "traffic_shift_sync: etcd \"%V\" reached again, "
+                      "revision %uL", &e->endpoint->name, revision);
+    }
+
+    w->failures = 0;
+    w->backoff = NGX_HTTP_TS_SYNC_BACKOFF_MIN;
+    w->revision = revision;
+    w->node.dirty = 1;
+    w->node.ok = ngx_current_msec;
+
+    /* the watch, from the next revision */
+
+    pool = ngx_create_pool(1024, &w->log);
+    if (pool == NULL) {
+        ngx_http_traffic_shift_sync_failed(w, "no memory");
+        return;
+    }
+
+    ngx_str_null(&end);
+
+    if (ngx_http_traffic_shift_etcd_key(pool, &w->conf->prefix, "upstreams/",
+                                       &end, &key) != NGX_OK) {
+        goto failed;
+    }
+
+    end.len = key.len;
+    end.data = ngx_pnalloc(pool, end.len);
+    if (end.data == NULL) {
+        goto failed;
+    }
+
+    ngx_memcpy(end.data, key.data, key.len);
+    end.data[end.len - 1]++;
+
+    w_json = json_pack("{s:{s:o,s:o,s:I}}", "create_request",
+                       "key", ngx_http_traffic_shift_etcd_b64(pool, key.data,
+                                                              key.len),
+                       "range_end", ngx_http_traffic_shift_etcd_b64(pool,
+                                                     end.data, end.len),
+                       "start_revision", (json_int_t) (revision + 1));
+
+    if (ngx_http_traffic_shift_etcd_json(pool, w_json, &body) != NGX_OK) {
+        goto failed;
+    }
+
+    e->handler = ngx_http_traffic_shift_sync_watched;
+    e->stream = 1;
+
+    rc = ngx_http_traffic_shift_etcd_start(e, "/v3/watch", body.data,
+                                           body.len);
+
+    ngx_destroy_pool(pool);
+
+    if (rc != NGX_OK) {
+        ngx_http_traffic_shift_sync_failed(w, "cannot connect");
+        return;
+    }
+
+    w->phase = NGX_HTTP_TS_SYNC_WATCH;
+    return;
+
+failed:
+
+    ngx_destroy_pool(pool);
+    ngx_http_traffic_shift_sync_failed(w, "no memory");
+}
+
+
+static void
+ngx_http_traffic_shift_sync_watched(ngx_http_traffic_shift_etcd_t *e,
+    json_t *json)
+{
+    json_t                               *result, *events, *ev, *type;
+    size_t                                i;
+    uint64_t                              compact, revision;
+    ngx_http_traffic_shift_sync_watch_t  *w;
+
+    w = e->data;
+
+    if (json == NULL) {
+        ngx_http_traffic_shift_sync_failed(w, e->error);
+        return;
+    }
+
+    result = json_object_get(json, "result");
+
+    if (result == NULL) {
+        ngx_http_traffic_shift_etcd_close(e);
+        ngx_http_traffic_shift_sync_failed(w, "watch refused");
+        return;
+    }
+
+    (void) ngx_http_traffic_shift_etcd_int(result, "compact_revision",
+                                           &compact);
+
+    if (compact || json_is_true(json_object_get(result, "canceled"))) {
+        ngx_log_error(NGX_LOG_WARN, &w->log, 0,
+                      "traffic_shift_sync: watch from revision %uL ended "
+                      "(compacted at %uL), reading the keys again",
+                      w->revision + 1, compact);
+
+        ngx_http_traffic_shift_etcd_close(e);
+        w->phase = NGX_HTTP_TS_SYNC_IDLE;
+        w->retry = ngx_current_msec;
+        return;
+    }
+
+    events = json_object_get(result, "events");
+
+    json_array_foreach(events, i, ev) {
+        type = json_object_get(ev, "type");
+
+        if (type && json_is_string(type)
+            && ngx_strcmp(json_string_value(type), "DELETE") == 0)
+        {
+            /* a deleted key: the last weights stay */
+            continue;
+        }
+
+        ngx_http_traffic_shift_sync_kv(w, json_object_get(ev, "kv"));
+    }
+
+    if (ngx_http_traffic_shift_etcd_int(json_object_get(result, "header"),
+                                        "revision", &revision)
+        == NGX_OK
+        && revision > w->revision)
+    {
+        w->revision = revision;
+    }
+
+    if (w->node.dirty) {
+        ngx_http_traffic_shift_sync_node_beat(&w->node, e->endpoint);
+    }
+}
+
+
+static void
+ngx_http_traffic_shift_sync_failed(ngx_http_traffic_shift_sync_watch_t *w,
+    const char *what)
+{
+    ngx_http_traffic_shift_sync_conf_t      *scf;
+    ngx_http_traffic_shift_etcd_endpoint_t  *ep;
+
+    scf = w->conf;
+    ep = scf->endpoints.elts;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        /* the connection was closed for the shutdown */
+        ngx_http_traffic_shift_etcd_close(&w->etcd);
+        w->phase = NGX_HTTP_TS_SYNC_IDLE;
+        return;
+    }
+
+    if (w->failures++ < scf->endpoints.nelts
+        || w->failures % 20 == 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, &w->log, 0,
+                      "traffic_shift_sync: etcd \"%V\": %s, keeping the "
+                      "last state, retrying in %Mms", &ep[w->endpoint].name,
+                      what ? what : "failed", w->backoff);
+    }
+
+    ngx_http_traffic_shift_etcd_close(&w->etcd);
+
+    w->phase = NGX_HTTP_TS_SYNC_IDLE;
+    w->endpoint = (w->endpoint + 1) % scf->endpoints.nelts;
+    w->retry = ngx_current_msec + w->backoff;
+    w->backoff = ngx_min(w->backoff * 2, NGX_HTTP_TS_SYNC_BACKOFF_MAX);
+}
+
+
+/* a key and its value from etcd: applied if it is an upstream's */
+
+static void
+ngx_http_traffic_shift_sync_kv(ngx_http_traffic_shift_sync_watch_t *w,
+    json_t *kv)
+{
+    json_t                            *root;
+    uint64_t                           revision;
+    ngx_int_t                          rc;
+    ngx_str_t                          key, value, name;
+    ngx_uint_t                         force;
+    ngx_uint_t                         weights[NGX_HTTP_TS_MAX_POOLS];
+    ngx_pool_t                        *pool;
+    ngx_http_traffic_shift_split_t    *split;
+    ngx_http_traffic_shift_change_t    change;
+    ngx_http_traffic_shift_api_err_t   err;
+
+    pool = ngx_create_pool(1024, &w->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    if (kv == NULL
+        || ngx_http_traffic_shift_etcd_unb64(pool,
+                                             json_object_get(kv, "key"), &key)
+           != NGX_OK
+        || ngx_http_traffic_shift_etcd_unb64(pool,
+                                             json_object_get(kv, "value"),
+                                             &value)
+           != NGX_OK
+        || ngx_http_traffic_shift_etcd_int(kv, "mod_revision", &revision)
+           != NGX_OK
+        || key.len <= w->conf->prefix.len + sizeof("upstreams/") - 1)
+    {
+        ngx_log_error(NGX_LOG_ERR, &w->log, 0,
+                      "traffic_shift_sync: invalid key from etcd");
+        goto done;
+    }
+
+    name.data = key.data + w->conf->prefix.len + sizeof("upstreams/") - 1;
+    name.len = key.data + key.len - name.data;
+
+    split = ngx_http_traffic_shift_find_split(w->mcf, name.data, name.len);
+
+    if (split == NULL) {
+        ngx_log_error(NGX_LOG_INFO, &w->log, 0,
+                      "traffic_shift_sync: \"%V\" in etcd is no "
+                      "traffic_shift upstream here, ignored", &name);
+        goto done;
+    }
+
+    root = ngx_http_traffic_shift_api_parse(&value, &err);
+
+    if (root == NULL) {
+        goto invalid;
+    }
+
+    rc = ngx_http_traffic_shift_api_parse_weights(split, root, weights,
+                                                  &force, &err);
+    json_decref(root);
+
+    if (rc != NGX_OK) {
+        goto invalid;
+    }
+
+    rc = ngx_http_traffic_shift_zone_sync_apply(w->mcf, split, weights,
+                                                revision, &change);
+
+    if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_NOTICE, &w->log, 0,
+                      "traffic_shift \"%V\": weights from the fleet, "
+                      "generation %uL", &split->name, revision);
+
+        if (change.rollout_aborted) {
+            ngx_log_error(NGX_LOG_WARN, &w->log, 0,
+                          "traffic_shift \"%V\": rollout aborted by a "
+                          "change from the fleet", &split->name);
+        }
+
+        if (w->mcf->state_file.len) {
+            ngx_http_traffic_shift_state_save_change(w->mcf, &w->log);
+        }
+    }
+
+    if (rc != NGX_ABORT) {
+        /* applied now, or by the API's write here: the node key says so */
+        w->node.dirty = 1;
+    }
+
+    goto done;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, &w->log, 0,
+                  "traffic_shift_sync: invalid weights for \"%V\" at "
+                  "revision %uL in etcd, ignored: %*s", &split->name,
+                  revision, err.len, err.text);
+
+done:
+
+    ngx_destroy_pool(pool);
+}
