@@ -337,6 +337,14 @@ typedef struct {
 } ngx_http_traffic_shift_sh_server_t;
 
 
+/* a worker's lease in the zone: which worker, until when */
+
+typedef struct {
+    ngx_pid_t                            pid;
+    ngx_msec_t                           expire;
+} ngx_http_traffic_shift_lease_t;
+
+
 /*
  * The zone's root.  Fields marked "mutex" are written only under the slab
  * pool's mutex; "atomic" ones are read without it.
@@ -380,9 +388,8 @@ typedef struct {
 
     /* mutex: the records of addresses resolved at run time */
     ngx_queue_t                          resolved;
-    /* mutex: the worker that drives the rollouts, until when */
-    ngx_pid_t                            ro_lease_pid;
-    ngx_msec_t                           ro_lease_expire;
+    /* mutex: the worker that drives the rollouts */
+    ngx_http_traffic_shift_lease_t       ro_lease;
 
     /* mutex: the last rollout id given */
     ngx_uint_t                           ro_next_id;
@@ -393,9 +400,8 @@ typedef struct {
      */
     ngx_atomic_t                         ro_changed;
 
-    /* mutex: the worker that holds the fleet's watch, until when */
-    ngx_pid_t                            sync_lease_pid;
-    ngx_msec_t                           sync_lease_expire;
+    /* mutex: the worker that holds the fleet's watch */
+    ngx_http_traffic_shift_lease_t       sync_lease;
 } ngx_http_traffic_shift_sh_t;
 
 

@@ -109,7 +109,7 @@ ngx_http_traffic_shift_rollout_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&d->timer);
     }
 
-    (void) ngx_http_traffic_shift_zone_rollout_lease(mcf, 0, 1);
+    (void) ngx_http_traffic_shift_zone_lease(mcf, &mcf->sh->ro_lease, 0, 1);
 
     mcf->rollout = NULL;
 }
@@ -133,7 +133,8 @@ ngx_http_traffic_shift_rollout_timer(ngx_event_t *ev)
         || mcf->sh->retired)
     {
         /* the workers of the new configuration take over */
-        (void) ngx_http_traffic_shift_zone_rollout_lease(mcf, 0, 1);
+        (void) ngx_http_traffic_shift_zone_lease(mcf, &mcf->sh->ro_lease, 0,
+                                                 1);
         return;
     }
 
@@ -156,8 +157,8 @@ ngx_http_traffic_shift_rollout_timer(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_traffic_shift_zone_rollout_lease(mcf, NGX_HTTP_TS_RO_LEASE,
-                                                  0)
+    if (ngx_http_traffic_shift_zone_lease(mcf, &mcf->sh->ro_lease,
+                                          NGX_HTTP_TS_RO_LEASE, 0)
         != NGX_OK)
     {
         d->held = 0;

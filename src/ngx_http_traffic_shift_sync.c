@@ -542,7 +542,8 @@ ngx_http_traffic_shift_sync_timer(ngx_event_t *ev)
 
     ngx_add_timer(ev, NGX_HTTP_TS_SYNC_TICK);
 
-    if (ngx_http_traffic_shift_zone_sync_lease(mcf, NGX_HTTP_TS_SYNC_LEASE, 0)
+    if (ngx_http_traffic_shift_zone_lease(mcf, &mcf->sh->sync_lease,
+                                          NGX_HTTP_TS_SYNC_LEASE, 0)
         != NGX_OK)
     {
         if (w->phase != NGX_HTTP_TS_SYNC_IDLE) {
@@ -585,7 +586,8 @@ ngx_http_traffic_shift_sync_stop(ngx_http_traffic_shift_sync_watch_t *w)
     ngx_http_traffic_shift_etcd_close(&w->node.etcd);
     w->phase = NGX_HTTP_TS_SYNC_IDLE;
 
-    (void) ngx_http_traffic_shift_zone_sync_lease(w->mcf, 0, 1);
+    (void) ngx_http_traffic_shift_zone_lease(w->mcf, &w->mcf->sh->sync_lease,
+                                             0, 1);
 }
 
 

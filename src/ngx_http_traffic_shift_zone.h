@@ -140,15 +140,9 @@ void ngx_http_traffic_shift_zone_rollout_count(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, ngx_uint_t n, ngx_uint_t errors,
     ngx_log_t *log);
-ngx_int_t ngx_http_traffic_shift_zone_rollout_lease(
-    ngx_http_traffic_shift_main_conf_t *mcf, ngx_msec_t lease,
-    ngx_uint_t release);
 
 /* fleet mode (ngx_http_traffic_shift_zone_sync.c) */
 
-ngx_int_t ngx_http_traffic_shift_zone_sync_lease(
-    ngx_http_traffic_shift_main_conf_t *mcf, ngx_msec_t lease,
-    ngx_uint_t release);
 ngx_int_t ngx_http_traffic_shift_zone_sync_apply(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
@@ -184,6 +178,10 @@ void ngx_http_traffic_shift_zone_server_reset(
 void ngx_http_traffic_shift_zone_server_copy(
     ngx_http_traffic_shift_sh_server_t *sh,
     ngx_http_traffic_shift_sh_server_t *src);
+
+ngx_int_t ngx_http_traffic_shift_zone_lease(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_lease_t *l, ngx_msec_t lease, ngx_uint_t release);
 
 /* not down by configuration, probes, an admin mark or an ejection */
 ngx_uint_t ngx_http_traffic_shift_zone_server_live(

@@ -459,3 +459,39 @@ ngx_http_traffic_shift_zone_server_copy(ngx_http_traffic_shift_sh_server_t *sh,
     sh->ramp = src->ramp;
     sh->up_msec = src->up_msec;
 }
+
+
+/*
+ * A lease of one worker among all (the rollout driver, the fleet's
+ * watch): NGX_OK while this worker holds it, taken when it is free,
+ * expired or its own and kept "lease" ms more; "release" gives it back.
+ */
+
+ngx_int_t
+ngx_http_traffic_shift_zone_lease(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_lease_t *l, ngx_msec_t lease, ngx_uint_t release)
+{
+    ngx_int_t  rc;
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    if (release) {
+        if (l->pid == ngx_pid) {
+            l->pid = 0;
+            l->expire = 0;
+        }
+
+    } else if (l->pid == ngx_pid || l->pid == 0
+               || (ngx_msec_int_t) (l->expire - ngx_current_msec) < 0)
+    {
+        l->pid = ngx_pid;
+        l->expire = ngx_current_msec + lease;
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return rc;
+}

@@ -793,39 +793,3 @@ ngx_http_traffic_shift_zone_rollout_count(
                   "from before the rollout restored, generation %ui",
                   &split->name, p - text, text, change.new.generation);
 }
-
-
-/* the driver's lease: NGX_OK while this worker holds it */
-
-ngx_int_t
-ngx_http_traffic_shift_zone_rollout_lease(
-    ngx_http_traffic_shift_main_conf_t *mcf, ngx_msec_t lease,
-    ngx_uint_t release)
-{
-    ngx_int_t                     rc;
-    ngx_http_traffic_shift_sh_t  *sh;
-
-    sh = mcf->sh;
-    rc = NGX_DECLINED;
-
-    ngx_shmtx_lock(&mcf->shpool->mutex);
-
-    if (release) {
-        if (sh->ro_lease_pid == ngx_pid) {
-            sh->ro_lease_pid = 0;
-            sh->ro_lease_expire = 0;
-        }
-
-    } else if (sh->ro_lease_pid == ngx_pid || sh->ro_lease_pid == 0
-               || (ngx_msec_int_t) (sh->ro_lease_expire - ngx_current_msec)
-                  < 0)
-    {
-        sh->ro_lease_pid = ngx_pid;
-        sh->ro_lease_expire = ngx_current_msec + lease;
-        rc = NGX_OK;
-    }
-
-    ngx_shmtx_unlock(&mcf->shpool->mutex);
-
-    return rc;
-}

@@ -8,45 +8,11 @@
 
 
 /*
- * Fleet mode in the zone: the lease of the worker that holds the node's
- * one watch on etcd, and the weights that come from etcd, applied with
- * the key's mod revision as their generation, each under the slab mutex.
+ * Fleet mode in the zone: the weights that come from etcd, applied with
+ * the key's mod revision as their generation, under the slab mutex (the
+ * lease of the worker that holds the node's one watch is
+ * ngx_http_traffic_shift_zone_lease()).
  */
-
-
-/* the watch's lease: NGX_OK while this worker holds it */
-
-ngx_int_t
-ngx_http_traffic_shift_zone_sync_lease(ngx_http_traffic_shift_main_conf_t *mcf,
-    ngx_msec_t lease, ngx_uint_t release)
-{
-    ngx_int_t                     rc;
-    ngx_http_traffic_shift_sh_t  *sh;
-
-    sh = mcf->sh;
-    rc = NGX_DECLINED;
-
-    ngx_shmtx_lock(&mcf->shpool->mutex);
-
-    if (release) {
-        if (sh->sync_lease_pid == ngx_pid) {
-            sh->sync_lease_pid = 0;
-            sh->sync_lease_expire = 0;
-        }
-
-    } else if (sh->sync_lease_pid == ngx_pid || sh->sync_lease_pid == 0
-               || (ngx_msec_int_t) (sh->sync_lease_expire - ngx_current_msec)
-                  < 0)
-    {
-        sh->sync_lease_pid = ngx_pid;
-        sh->sync_lease_expire = ngx_current_msec + lease;
-        rc = NGX_OK;
-    }
-
-    ngx_shmtx_unlock(&mcf->shpool->mutex);
-
-    return rc;
-}
 
 
 /*
