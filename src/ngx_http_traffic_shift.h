@@ -587,4 +587,28 @@ typedef struct {
 extern ngx_module_t  ngx_http_traffic_shift_module;
 
 
+/*
+ * Closes a connection the module opened (a probe, etcd): TLS is shut down
+ * without waiting for the peer's answer, then the socket is closed.
+ */
+
+static ngx_inline void
+ngx_http_traffic_shift_close_connection(ngx_connection_t *c)
+{
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+
+        if (ngx_ssl_shutdown(c) == NGX_AGAIN) {
+            /* nothing is waited for: drop the TLS state at once */
+            c->error = 1;
+            (void) ngx_ssl_shutdown(c);
+        }
+    }
+#endif
+
+    ngx_close_connection(c);
+}
+
+
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_H_INCLUDED_ */

@@ -146,20 +146,7 @@ ngx_http_traffic_shift_etcd_close(ngx_http_traffic_shift_etcd_t *e)
     c = e->pc.connection;
 
     if (c) {
-
-#if (NGX_HTTP_SSL)
-        if (c->ssl) {
-            c->ssl->no_wait_shutdown = 1;
-
-            if (ngx_ssl_shutdown(c) == NGX_AGAIN) {
-                /* nothing is waited for: drop the TLS state at once */
-                c->error = 1;
-                (void) ngx_ssl_shutdown(c);
-            }
-        }
-#endif
-
-        ngx_close_connection(c);
+        ngx_http_traffic_shift_close_connection(c);
         e->pc.connection = NULL;
     }
 
@@ -941,4 +928,41 @@ ngx_http_traffic_shift_etcd_key(ngx_pool_t *pool, ngx_str_t *prefix,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * {"key": PREFIX WHAT, "range_end": the same with its last byte + 1}: every
+ * key under PREFIX WHAT, for a range or a watch; NULL on failure
+ */
+
+json_t *
+ngx_http_traffic_shift_etcd_range(ngx_pool_t *pool, ngx_str_t *prefix,
+    const char *what)
+{
+    u_char     *end;
+    ngx_str_t   key, none;
+
+    ngx_str_null(&none);
+
+    if (ngx_http_traffic_shift_etcd_key(pool, prefix, what, &none, &key)
+        != NGX_OK
+        || key.len == 0)
+    {
+        return NULL;
+    }
+
+    end = ngx_pnalloc(pool, key.len);
+    if (end == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(end, key.data, key.len);
+    end[key.len - 1]++;
+
+    return json_pack("{s:o,s:o}",
+                     "key", ngx_http_traffic_shift_etcd_b64(pool, key.data,
+                                                            key.len),
+                     "range_end", ngx_http_traffic_shift_etcd_b64(pool, end,
+                                                                  key.len));
 }

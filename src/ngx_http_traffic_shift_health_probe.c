@@ -901,20 +901,7 @@ ngx_http_traffic_shift_probe_close(ngx_http_traffic_shift_probe_t *probe)
     c = probe->pc.connection;
 
     if (c) {
-
-#if (NGX_HTTP_SSL)
-        if (c->ssl) {
-            c->ssl->no_wait_shutdown = 1;
-
-            if (ngx_ssl_shutdown(c) == NGX_AGAIN) {
-                /* nothing is waited for: drop the TLS state at once */
-                c->error = 1;
-                (void) ngx_ssl_shutdown(c);
-            }
-        }
-#endif
-
-        ngx_close_connection(c);
+        ngx_http_traffic_shift_close_connection(c);
         probe->pc.connection = NULL;
     }
 

@@ -598,7 +598,7 @@ ngx_http_traffic_shift_sync_range(ngx_http_traffic_shift_sync_watch_t *w)
 {
     json_t                              *json;
     ngx_int_t                            rc;
-    ngx_str_t                            body, key, end;
+    ngx_str_t                            body;
     ngx_pool_t                          *pool;
     ngx_http_traffic_shift_sync_conf_t  *scf;
 
@@ -609,27 +609,7 @@ ngx_http_traffic_shift_sync_range(ngx_http_traffic_shift_sync_watch_t *w)
         return;
     }
 
-    ngx_str_null(&end);
-
-    if (ngx_http_traffic_shift_etcd_key(pool, &scf->prefix, "upstreams/", &end,
-                                       &key) != NGX_OK) {
-        goto failed;
-    }
-
-    end.len = key.len;
-    end.data = ngx_pnalloc(pool, end.len);
-    if (end.data == NULL) {
-        goto failed;
-    }
-
-    ngx_memcpy(end.data, key.data, key.len);
-    end.data[end.len - 1]++;
-
-    json = json_pack("{s:o,s:o}",
-                     "key", ngx_http_traffic_shift_etcd_b64(pool, key.data,
-                                                            key.len),
-                     "range_end", ngx_http_traffic_shift_etcd_b64(pool,
-                                                     end.data, end.len));
+    json = ngx_http_traffic_shift_etcd_range(pool, &scf->prefix, "upstreams/");
 
     if (ngx_http_traffic_shift_etcd_json(pool, json, &body) != NGX_OK) {
         goto failed;
@@ -663,11 +643,11 @@ static void
 ngx_http_traffic_shift_sync_ranged(ngx_http_traffic_shift_etcd_t *e,
     json_t *json)
 {
-    json_t                               *kvs, *kv, *w_json;
+    json_t                               *kvs, *kv, *w_json, *range;
     size_t                                i;
     uint64_t                              revision;
     ngx_int_t                             rc;
-    ngx_str_t                             body, key, end;
+    ngx_str_t                             body;
     ngx_pool_t                           *pool;
     ngx_http_traffic_shift_sync_watch_t  *w;
 
@@ -710,28 +690,19 @@ ngx_http_traffic_shift_sync_ranged(ngx_http_traffic_shift_etcd_t *e,
         return;
     }
 
-    ngx_str_null(&end);
+    range = ngx_http_traffic_shift_etcd_range(pool, &w->conf->prefix,
+                                              "upstreams/");
 
-    if (ngx_http_traffic_shift_etcd_key(pool, &w->conf->prefix, "upstreams/",
-                                       &end, &key) != NGX_OK) {
+    if (range == NULL
+        || json_object_set_new(range, "start_revision",
+                               json_integer((json_int_t) (revision + 1)))
+           != 0)
+    {
+        json_decref(range);
         goto failed;
     }
 
-    end.len = key.len;
-    end.data = ngx_pnalloc(pool, end.len);
-    if (end.data == NULL) {
-        goto failed;
-    }
-
-    ngx_memcpy(end.data, key.data, key.len);
-    end.data[end.len - 1]++;
-
-    w_json = json_pack("{s:{s:o,s:o,s:I}}", "create_request",
-                       "key", ngx_http_traffic_shift_etcd_b64(pool, key.data,
-                                                              key.len),
-                       "range_end", ngx_http_traffic_shift_etcd_b64(pool,
-                                                     end.data, end.len),
-                       "start_revision", (json_int_t) (revision + 1));
+    w_json = json_pack("{s:o}", "create_request", range);
 
     if (ngx_http_traffic_shift_etcd_json(pool, w_json, &body) != NGX_OK) {
         goto failed;

@@ -296,7 +296,7 @@ ngx_http_traffic_shift_sync_nodes(ngx_http_traffic_shift_etcd_t *e,
 {
     json_t      *json;
     ngx_int_t    rc;
-    ngx_str_t    key, end, body;
+    ngx_str_t    body;
     ngx_pool_t  *pool;
 
     pool = ngx_create_pool(1024, e->log);
@@ -304,25 +304,9 @@ ngx_http_traffic_shift_sync_nodes(ngx_http_traffic_shift_etcd_t *e,
         return NGX_ERROR;
     }
 
-    ngx_str_null(&end);
-
     rc = NGX_ERROR;
 
-    if (ngx_http_traffic_shift_etcd_key(pool, &scf->prefix, "nodes/", &end,
-                                        &key)
-        != NGX_OK
-        || ngx_http_traffic_shift_etcd_key(pool, &scf->prefix, "nodes0",
-                                           &end, &end)
-           != NGX_OK)
-    {
-        goto done;
-    }
-
-    json = json_pack("{s:o,s:o}",
-                     "key", ngx_http_traffic_shift_etcd_b64(pool, key.data,
-                                                            key.len),
-                     "range_end", ngx_http_traffic_shift_etcd_b64(pool,
-                                                     end.data, end.len));
+    json = ngx_http_traffic_shift_etcd_range(pool, &scf->prefix, "nodes/");
 
     if (ngx_http_traffic_shift_etcd_json(pool, json, &body) != NGX_OK) {
         goto done;
