@@ -932,37 +932,39 @@ ngx_http_traffic_shift_etcd_key(ngx_pool_t *pool, ngx_str_t *prefix,
 
 
 /*
- * {"key": PREFIX WHAT, "range_end": the same with its last byte + 1}: every
- * key under PREFIX WHAT, for a range or a watch; NULL on failure
+ * {"key": PREFIX FROM, "range_end": PREFIX TO with its last byte + 1}:
+ * every key from PREFIX FROM to the last under PREFIX TO (TO NULL: FROM),
+ * for a range or a watch; NULL on failure
  */
 
 json_t *
 ngx_http_traffic_shift_etcd_range(ngx_pool_t *pool, ngx_str_t *prefix,
-    const char *what)
+    const char *from, const char *to)
 {
-    u_char     *end;
-    ngx_str_t   key, none;
+    ngx_str_t  key, end, none;
 
     ngx_str_null(&none);
 
-    if (ngx_http_traffic_shift_etcd_key(pool, prefix, what, &none, &key)
+    if (to == NULL) {
+        to = from;
+    }
+
+    if (ngx_http_traffic_shift_etcd_key(pool, prefix, from, &none, &key)
         != NGX_OK
-        || key.len == 0)
+        || ngx_http_traffic_shift_etcd_key(pool, prefix, to, &none, &end)
+           != NGX_OK
+        || key.len == 0
+        || end.len == 0)
     {
         return NULL;
     }
 
-    end = ngx_pnalloc(pool, key.len);
-    if (end == NULL) {
-        return NULL;
-    }
-
-    ngx_memcpy(end, key.data, key.len);
-    end[key.len - 1]++;
+    end.data[end.len - 1]++;
 
     return json_pack("{s:o,s:o}",
                      "key", ngx_http_traffic_shift_etcd_b64(pool, key.data,
                                                             key.len),
-                     "range_end", ngx_http_traffic_shift_etcd_b64(pool, end,
-                                                                  key.len));
+                     "range_end", ngx_http_traffic_shift_etcd_b64(pool,
+                                                                  end.data,
+                                                                  end.len));
 }

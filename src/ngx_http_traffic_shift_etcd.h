@@ -96,7 +96,7 @@ ngx_int_t ngx_http_traffic_shift_etcd_json(ngx_pool_t *pool, json_t *json,
 ngx_int_t ngx_http_traffic_shift_etcd_key(ngx_pool_t *pool, ngx_str_t *prefix,
     const char *what, ngx_str_t *name, ngx_str_t *key);
 json_t *ngx_http_traffic_shift_etcd_range(ngx_pool_t *pool,
-    ngx_str_t *prefix, const char *what);
+    ngx_str_t *prefix, const char *from, const char *to);
 
 
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_ETCD_H_INCLUDED_ */

@@ -73,7 +73,11 @@ static void ngx_http_traffic_shift_sync_watched(
 static void ngx_http_traffic_shift_sync_failed(
     ngx_http_traffic_shift_sync_watch_t *w, const char *what);
 static void ngx_http_traffic_shift_sync_kv(
-    ngx_http_traffic_shift_sync_watch_t *w, json_t *kv);
+    ngx_http_traffic_shift_sync_watch_t *w, json_t *kv, ngx_uint_t deleted,
+    json_t *prev);
+static void ngx_http_traffic_shift_sync_upstream(
+    ngx_http_traffic_shift_sync_watch_t *w, ngx_str_t *name,
+    ngx_str_t *value, uint64_t revision);
 
 
 /*
@@ -609,7 +613,8 @@ ngx_http_traffic_shift_sync_range(ngx_http_traffic_shift_sync_watch_t *w)
         return;
     }
 
-    json = ngx_http_traffic_shift_etcd_range(pool, &scf->prefix, "upstreams/");
+    json = ngx_http_traffic_shift_etcd_range(pool, &scf->prefix, "rollouts/",
+                                             "upstreams/");
 
     if (ngx_http_traffic_shift_etcd_json(pool, json, &body) != NGX_OK) {
         goto failed;
@@ -667,7 +672,7 @@ ngx_http_traffic_shift_sync_ranged(ngx_http_traffic_shift_etcd_t *e,
     kvs = json_object_get(json, "kvs");
 
     json_array_foreach(kvs, i, kv) {
-        ngx_http_traffic_shift_sync_kv(w, kv);
+        ngx_http_traffic_shift_sync_kv(w, kv, 0, NULL);
     }
 
     if (w->failures) {
@@ -691,12 +696,13 @@ ngx_http_traffic_shift_sync_ranged(ngx_http_traffic_shift_etcd_t *e,
     }
 
     range = ngx_http_traffic_shift_etcd_range(pool, &w->conf->prefix,
-                                              "upstreams/");
+                                              "rollouts/", "upstreams/");
 
     if (range == NULL
         || json_object_set_new(range, "start_revision",
                                json_integer((json_int_t) (revision + 1)))
-           != 0)
+           != 0
+        || json_object_set_new(range, "prev_kv", json_true()) != 0)
     {
         json_decref(range);
         goto failed;
@@ -775,14 +781,11 @@ ngx_http_traffic_shift_sync_watched(ngx_http_traffic_shift_etcd_t *e,
     json_array_foreach(events, i, ev) {
         type = json_object_get(ev, "type");
 
-        if (type && json_is_string(type)
-            && ngx_strcmp(json_string_value(type), "DELETE") == 0)
-        {
-            /* a deleted key: the last weights stay */
-            continue;
-        }
-
-        ngx_http_traffic_shift_sync_kv(w, json_object_get(ev, "kv"));
+        ngx_http_traffic_shift_sync_kv(w, json_object_get(ev, "kv"),
+                                       type && json_is_string(type)
+                                       && ngx_strcmp(json_string_value(type),
+                                                     "DELETE") == 0,
+                                       json_object_get(ev, "prev_kv"));
     }
 
     if (ngx_http_traffic_shift_etcd_int(json_object_get(result, "header"),
@@ -834,58 +837,93 @@ ngx_http_traffic_shift_sync_failed(ngx_http_traffic_shift_sync_watch_t *w,
 }
 
 
-/* a key and its value from etcd: applied if it is an upstream's */
+/*
+ * A key from etcd (a range, or a watch's event: "deleted", with the value
+ * before in "prev" if etcd sent it), by what it is: an upstream's weights,
+ * a rollout in fleet mode; anything else under the watched range ignored.
+ */
 
 static void
 ngx_http_traffic_shift_sync_kv(ngx_http_traffic_shift_sync_watch_t *w,
-    json_t *kv)
+    json_t *kv, ngx_uint_t deleted, json_t *prev)
 {
-    json_t                            *root;
-    uint64_t                           revision;
-    ngx_int_t                          rc;
-    ngx_str_t                          key, value, name;
-    ngx_uint_t                         force;
-    ngx_uint_t                         weights[NGX_HTTP_TS_MAX_POOLS];
-    ngx_pool_t                        *pool;
-    ngx_http_traffic_shift_split_t    *split;
-    ngx_http_traffic_shift_change_t    change;
-    ngx_http_traffic_shift_api_err_t   err;
+    size_t       len;
+    uint64_t     revision;
+    ngx_str_t    key, value, name;
+    ngx_pool_t  *pool;
 
     pool = ngx_create_pool(1024, &w->log);
     if (pool == NULL) {
         return;
     }
 
+    ngx_str_null(&value);
+
     if (kv == NULL
         || ngx_http_traffic_shift_etcd_unb64(pool,
                                              json_object_get(kv, "key"), &key)
            != NGX_OK
-        || ngx_http_traffic_shift_etcd_unb64(pool,
-                                             json_object_get(kv, "value"),
-                                             &value)
-           != NGX_OK
+        || (!deleted
+            && ngx_http_traffic_shift_etcd_unb64(pool,
+                                                 json_object_get(kv, "value"),
+                                                 &value)
+               != NGX_OK)
         || ngx_http_traffic_shift_etcd_int(kv, "mod_revision", &revision)
            != NGX_OK
-        || key.len <= w->conf->prefix.len + sizeof("upstreams/") - 1)
+        || key.len <= w->conf->prefix.len)
     {
         ngx_log_error(NGX_LOG_ERR, &w->log, 0,
                       "traffic_shift_sync: invalid key from etcd");
         goto done;
     }
 
-    name.data = key.data + w->conf->prefix.len + sizeof("upstreams/") - 1;
-    name.len = key.data + key.len - name.data;
+    name.data = key.data + w->conf->prefix.len;
+    name.len = key.len - w->conf->prefix.len;
 
-    split = ngx_http_traffic_shift_find_split(w->mcf, name.data, name.len);
+    len = sizeof("upstreams/") - 1;
+
+    if (name.len > len && ngx_strncmp(name.data, "upstreams/", len) == 0) {
+        name.data += len;
+        name.len -= len;
+
+        if (!deleted) {
+            /* a deleted key: the last weights stay */
+            ngx_http_traffic_shift_sync_upstream(w, &name, &value, revision);
+        }
+
+        goto done;
+    }
+
+done:
+
+    ngx_destroy_pool(pool);
+}
+
+
+/* an upstream's weights from etcd: applied */
+
+static void
+ngx_http_traffic_shift_sync_upstream(ngx_http_traffic_shift_sync_watch_t *w,
+    ngx_str_t *name, ngx_str_t *value, uint64_t revision)
+{
+    json_t                            *root;
+    ngx_int_t                          rc;
+    ngx_uint_t                         force;
+    ngx_uint_t                         weights[NGX_HTTP_TS_MAX_POOLS];
+    ngx_http_traffic_shift_split_t    *split;
+    ngx_http_traffic_shift_change_t    change;
+    ngx_http_traffic_shift_api_err_t   err;
+
+    split = ngx_http_traffic_shift_find_split(w->mcf, name->data, name->len);
 
     if (split == NULL) {
         ngx_log_error(NGX_LOG_INFO, &w->log, 0,
                       "traffic_shift_sync: \"%V\" in etcd is no "
-                      "traffic_shift upstream here, ignored", &name);
-        goto done;
+                      "traffic_shift upstream here, ignored", name);
+        return;
     }
 
-    root = ngx_http_traffic_shift_api_parse(&value, &err);
+    root = ngx_http_traffic_shift_api_parse(value, &err);
 
     if (root == NULL) {
         goto invalid;
@@ -923,7 +961,7 @@ ngx_http_traffic_shift_sync_kv(ngx_http_traffic_shift_sync_watch_t *w,
         w->node.dirty = 1;
     }
 
-    goto done;
+    return;
 
 invalid:
 
@@ -931,8 +969,4 @@ invalid:
                   "traffic_shift_sync: invalid weights for \"%V\" at "
                   "revision %uL in etcd, ignored: %*s", &split->name,
                   revision, err.len, err.text);
-
-done:
-
-    ngx_destroy_pool(pool);
 }

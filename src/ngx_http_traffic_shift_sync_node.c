@@ -306,7 +306,8 @@ ngx_http_traffic_shift_sync_nodes(ngx_http_traffic_shift_etcd_t *e,
 
     rc = NGX_ERROR;
 
-    json = ngx_http_traffic_shift_etcd_range(pool, &scf->prefix, "nodes/");
+    json = ngx_http_traffic_shift_etcd_range(pool, &scf->prefix, "nodes/",
+                                              NULL);
 
     if (ngx_http_traffic_shift_etcd_json(pool, json, &body) != NGX_OK) {
         goto done;
