@@ -29,12 +29,16 @@
 #define NGX_HTTP_TS_NAME_LEN      32
 #define NGX_HTTP_TS_ERR_LEN       64
 
+/* a node's name in a fleet (traffic_shift_sync node=) */
+#define NGX_HTTP_TS_NODE_LEN      64
+
 /* the layout of the shared zone; bump on any incompatible change */
-#define NGX_HTTP_TS_ZONE_MAGIC    0x74730005
+#define NGX_HTTP_TS_ZONE_MAGIC    0x74730006
 
 #define NGX_HTTP_TS_SRC_CONFIG    0
 #define NGX_HTTP_TS_SRC_API       1
 #define NGX_HTTP_TS_SRC_STATE     2
+#define NGX_HTTP_TS_SRC_FLEET     3
 
 /* health state of a server, as probes see it */
 #define NGX_HTTP_TS_UP            0
@@ -142,6 +146,14 @@ typedef struct {
     ngx_atomic_t                         errors;
     ngx_atomic_t                         time_sum;
     ngx_atomic_t                         buckets[NGX_HTTP_TS_BUCKETS];
+
+    /*
+     * fleet mode, atomic increments by the worker that holds the watch,
+     * on the node that drives a rollout: the other nodes' errors and
+     * responses by bucket, added up as they publish them
+     */
+    ngx_atomic_t                         fleet_errors;
+    ngx_atomic_t                         fleet_buckets[NGX_HTTP_TS_BUCKETS];
 } ngx_http_traffic_shift_sh_pool_t;
 
 
@@ -266,6 +278,21 @@ typedef struct {
      * of the weights applied last (0: none, the key is not in etcd)
      */
     ngx_atomic_t                         sync_revision;
+
+    /*
+     * fleet mode, mutex: the rollout of this node in etcd, its key's
+     * create revision (0: none), and the rollout's id, step and state
+     * and the generation last written there
+     */
+    ngx_uint_t                           fleet_claim;
+    ngx_uint_t                           fleet_id;
+    ngx_uint_t                           fleet_step;
+    ngx_uint_t                           fleet_state;
+    ngx_uint_t                           fleet_generation;
+
+    /* fleet mode, mutex: the node driving a rollout here, if another */
+    size_t                               fleet_driver_len;
+    u_char                               fleet_driver[NGX_HTTP_TS_NODE_LEN];
 } ngx_http_traffic_shift_sh_split_t;
 
 
@@ -402,6 +429,9 @@ typedef struct {
 
     /* mutex: the worker that holds the fleet's watch */
     ngx_http_traffic_shift_lease_t       sync_lease;
+
+    /* atomic: the fleet's watch runs (etcd answers), set by its worker */
+    ngx_atomic_t                         sync_up;
 } ngx_http_traffic_shift_sh_t;
 
 

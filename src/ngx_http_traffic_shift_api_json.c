@@ -59,7 +59,7 @@ static size_t ngx_http_traffic_shift_api_last_error(
 
 
 static char  *ngx_http_traffic_shift_api_sources[] = {
-    "config", "api", "state"
+    "config", "api", "state", "fleet"
 };
 
 
@@ -206,7 +206,7 @@ ngx_http_traffic_shift_api_split_json(ngx_http_traffic_shift_split_t *split,
                                    w->updated))
         || json_object_set_new(root, "source",
                       json_string(ngx_http_traffic_shift_api_sources[
-                                      w->source > NGX_HTTP_TS_SRC_STATE
+                                      w->source > NGX_HTTP_TS_SRC_FLEET
                                       ? 0 : w->source])))
     {
         goto failed;

@@ -18,6 +18,8 @@
 #define NGX_HTTP_TS_RO_RAMP_STEPS    20
 
 
+static ngx_int_t ngx_http_traffic_shift_api_rollout_unsynced(
+    ngx_http_traffic_shift_api_err_t *err);
 static ngx_int_t ngx_http_traffic_shift_api_rollout_result(
     ngx_http_traffic_shift_split_t *split, ngx_int_t rc,
     ngx_http_traffic_shift_change_t *change,
@@ -59,6 +61,10 @@ ngx_http_traffic_shift_api_rollout_change(ngx_http_request_t *r,
             != NGX_OK)
         {
             return NGX_ERROR;
+        }
+
+        if (mcf->sync && !mcf->sh->sync_up) {
+            return ngx_http_traffic_shift_api_rollout_unsynced(err);
         }
 
         rc = ngx_http_traffic_shift_zone_rollout_start(mcf, split, ro,
@@ -194,6 +200,10 @@ ngx_http_traffic_shift_api_rollout_ramp(ngx_http_request_t *r,
         ro->steps[i] = from + (NGX_HTTP_TS_TOTAL - from) * (i + 1) / n;
     }
 
+    if (mcf->sync && !mcf->sh->sync_up) {
+        return ngx_http_traffic_shift_api_rollout_unsynced(err);
+    }
+
     rc = ngx_http_traffic_shift_zone_rollout_start(mcf, split, ro, if_match,
                                                    &req->change);
 
@@ -285,7 +295,10 @@ ngx_http_traffic_shift_api_rollout_result(ngx_http_traffic_shift_split_t *split,
     ngx_int_t rc, ngx_http_traffic_shift_change_t *change,
     ngx_http_traffic_shift_api_err_t *err)
 {
-    ngx_http_traffic_shift_pool_t  *pool;
+    u_char                              node[NGX_HTTP_TS_NODE_LEN];
+    size_t                              len;
+    ngx_http_traffic_shift_pool_t      *pool;
+    ngx_http_traffic_shift_main_conf_t *mcf;
 
     pool = split->pools.elts;
 
@@ -308,6 +321,20 @@ ngx_http_traffic_shift_api_rollout_result(ngx_http_traffic_shift_split_t *split,
                                                "action", &split->name);
 
     case NGX_AGAIN:
+        mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_traffic_shift_module);
+        len = mcf ? ngx_http_traffic_shift_zone_sync_driven(mcf, split, node)
+                  : 0;
+
+        if (len) {
+            return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_CONFLICT,
+                                               "rollout_in_progress",
+                                               "node \"%*s\" of the fleet "
+                                               "drives a rollout of "
+                                               "upstream \"%V\"", len, node,
+                                               &split->name);
+        }
+
         return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_CONFLICT,
                                                "rollout_in_progress",
                                                "upstream \"%V\" has a "
@@ -344,13 +371,15 @@ ngx_http_traffic_shift_api_rollout_result(ngx_http_traffic_shift_split_t *split,
 }
 
 
+/* fleet mode: a rollout is driven through etcd, which does not answer */
 
-
-
-
-
-
-
-
-
-
+static ngx_int_t
+ngx_http_traffic_shift_api_rollout_unsynced(
+    ngx_http_traffic_shift_api_err_t *err)
+{
+    return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "sync_unavailable",
+                                           "etcd cannot be reached; in "
+                                           "fleet mode a rollout needs it, "
+                                           "nothing was started");
+}

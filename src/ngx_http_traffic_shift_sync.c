@@ -51,6 +51,9 @@ typedef struct {
     ngx_uint_t                            failures;
 
     ngx_http_traffic_shift_sync_node_t    node;
+    ngx_http_traffic_shift_sync_rollouts_t  rollouts;
+
+    unsigned                              held:1;
 } ngx_http_traffic_shift_sync_watch_t;
 
 
@@ -480,6 +483,13 @@ ngx_http_traffic_shift_sync_init_process(ngx_cycle_t *cycle)
     w->node.etcd.log = &w->log;
     w->node.etcd.timeout = scf->timeout;
 
+    if (ngx_http_traffic_shift_sync_rollouts_init(&w->rollouts, mcf,
+                                                  cycle->pool, &w->log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     w->timer.handler = ngx_http_traffic_shift_sync_timer;
     w->timer.data = w;
     w->timer.log = cycle->log;
@@ -550,14 +560,22 @@ ngx_http_traffic_shift_sync_timer(ngx_event_t *ev)
                                           NGX_HTTP_TS_SYNC_LEASE, 0)
         != NGX_OK)
     {
-        if (w->phase != NGX_HTTP_TS_SYNC_IDLE) {
+        if (w->held) {
             /* another worker holds the watch now */
             ngx_http_traffic_shift_etcd_close(&w->etcd);
             ngx_http_traffic_shift_etcd_close(&w->node.etcd);
+            ngx_http_traffic_shift_sync_rollouts_stop(&w->rollouts);
             w->phase = NGX_HTTP_TS_SYNC_IDLE;
+            w->held = 0;
         }
 
         return;
+    }
+
+    if (!w->held) {
+        /* etcd's silence is counted from now */
+        w->held = 1;
+        w->node.ok = ngx_current_msec;
     }
 
     if (w->phase == NGX_HTTP_TS_SYNC_IDLE
@@ -565,6 +583,10 @@ ngx_http_traffic_shift_sync_timer(ngx_event_t *ev)
     {
         ngx_http_traffic_shift_sync_range(w);
     }
+
+    ngx_http_traffic_shift_sync_rollouts_tick(&w->rollouts, w->etcd.endpoint,
+                                      w->node.lease, w->node.ok,
+                                      w->phase == NGX_HTTP_TS_SYNC_WATCH);
 
     if (w->phase != NGX_HTTP_TS_SYNC_WATCH) {
         return;
@@ -588,7 +610,13 @@ ngx_http_traffic_shift_sync_stop(ngx_http_traffic_shift_sync_watch_t *w)
 {
     ngx_http_traffic_shift_etcd_close(&w->etcd);
     ngx_http_traffic_shift_etcd_close(&w->node.etcd);
+    ngx_http_traffic_shift_sync_rollouts_stop(&w->rollouts);
     w->phase = NGX_HTTP_TS_SYNC_IDLE;
+
+    if (w->held) {
+        w->mcf->sh->sync_up = 0;
+        w->held = 0;
+    }
 
     (void) ngx_http_traffic_shift_zone_lease(w->mcf, &w->mcf->sh->sync_lease,
                                              0, 1);
@@ -684,6 +712,7 @@ ngx_http_traffic_shift_sync_ranged(ngx_http_traffic_shift_etcd_t *e,
     w->failures = 0;
     w->backoff = NGX_HTTP_TS_SYNC_BACKOFF_MIN;
     w->revision = revision;
+    w->mcf->sh->sync_up = 1;
     w->node.dirty = 1;
     w->node.ok = ngx_current_msec;
 
@@ -830,6 +859,7 @@ ngx_http_traffic_shift_sync_failed(ngx_http_traffic_shift_sync_watch_t *w,
 
     ngx_http_traffic_shift_etcd_close(&w->etcd);
 
+    w->mcf->sh->sync_up = 0;
     w->phase = NGX_HTTP_TS_SYNC_IDLE;
     w->endpoint = (w->endpoint + 1) % scf->endpoints.nelts;
     w->retry = ngx_current_msec + w->backoff;
@@ -848,8 +878,8 @@ ngx_http_traffic_shift_sync_kv(ngx_http_traffic_shift_sync_watch_t *w,
     json_t *kv, ngx_uint_t deleted, json_t *prev)
 {
     size_t       len;
-    uint64_t     revision;
-    ngx_str_t    key, value, name;
+    uint64_t     revision, create;
+    ngx_str_t    key, value, name, before;
     ngx_pool_t  *pool;
 
     pool = ngx_create_pool(1024, &w->log);
@@ -892,6 +922,34 @@ ngx_http_traffic_shift_sync_kv(ngx_http_traffic_shift_sync_watch_t *w,
         }
 
         goto done;
+    }
+
+    len = sizeof("rollouts/") - 1;
+
+    if (name.len > len && ngx_strncmp(name.data, "rollouts/", len) == 0) {
+        name.data += len;
+        name.len -= len;
+
+        create = 0;
+        ngx_str_null(&before);
+
+        if (!deleted) {
+            (void) ngx_http_traffic_shift_etcd_int(kv, "create_revision",
+                                                   &create);
+
+        } else if (prev == NULL
+                   || ngx_http_traffic_shift_etcd_unb64(pool,
+                                             json_object_get(prev, "value"),
+                                             &before)
+                      != NGX_OK)
+        {
+            before.data = NULL;
+        }
+
+        ngx_http_traffic_shift_sync_rollout_kv(&w->rollouts, &name,
+                                               deleted ? NULL : &value,
+                                               before.data ? &before : NULL,
+                                               create);
     }
 
 done:
@@ -938,7 +996,9 @@ ngx_http_traffic_shift_sync_upstream(ngx_http_traffic_shift_sync_watch_t *w,
     }
 
     rc = ngx_http_traffic_shift_zone_sync_apply(w->mcf, split, weights,
-                                                revision, &change);
+                                                revision,
+                                                NGX_HTTP_TS_SRC_FLEET,
+                                                &change);
 
     if (rc == NGX_OK) {
         ngx_log_error(NGX_LOG_NOTICE, &w->log, 0,

@@ -59,6 +59,43 @@ typedef struct {
 
 
 /*
+ * per worker: rollouts in fleet mode, kept by the worker that holds the
+ * watch (ngx_..._sync_rollout.c)
+ */
+
+typedef struct {
+    ngx_http_traffic_shift_etcd_t         etcd;
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_pool_t                           *pool;
+    ngx_pool_t                           *pool_tmp;
+
+    /* the request in flight: what, for which upstream, what it writes */
+    ngx_uint_t                            what;
+    ngx_uint_t                            split;
+    ngx_uint_t                            claim[5];
+    ngx_uint_t                            weights[NGX_HTTP_TS_MAX_POOLS];
+
+    /*
+     * per upstream: the weights from before a rollout to put back, on the
+     * revision + 1 known ("rollback"), or with this node's key of before
+     * a restart (its create revision, "orphan"); the records to write
+     * again under a new lease
+     */
+    uint64_t                             *rollback;
+    uint64_t                             *orphan;
+    ngx_uint_t                           *before;
+    u_char                               *renew;
+
+    /* the other nodes' counters last read, and when to read them again */
+    ngx_array_t                           seen;
+    ngx_msec_t                            collect;
+
+    u_char                                lease[NGX_INT64_LEN + 1];
+    ngx_http_traffic_shift_sh_rollout_t   ro;
+} ngx_http_traffic_shift_sync_rollouts_t;
+
+
+/*
  * the end of a write through etcd: NGX_OK (applied here) or an error; with
  * ?wait=fleet, "fleet" says which nodes have it (the callee owns it)
  */
@@ -90,6 +127,21 @@ ngx_int_t ngx_http_traffic_shift_sync_nodes(ngx_http_traffic_shift_etcd_t *e,
 json_t *ngx_http_traffic_shift_sync_nodes_json(
     ngx_http_traffic_shift_etcd_t *e, json_t *json);
 ngx_int_t ngx_http_traffic_shift_sync_fleet(ngx_http_request_t *r);
+
+/* ngx_http_traffic_shift_sync_rollout.c: rollouts in fleet mode */
+ngx_int_t ngx_http_traffic_shift_sync_rollouts_init(
+    ngx_http_traffic_shift_sync_rollouts_t *sr,
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_pool_t *pool,
+    ngx_log_t *log);
+void ngx_http_traffic_shift_sync_rollouts_stop(
+    ngx_http_traffic_shift_sync_rollouts_t *sr);
+void ngx_http_traffic_shift_sync_rollout_kv(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_str_t *name,
+    ngx_str_t *value, ngx_str_t *prev, uint64_t create);
+void ngx_http_traffic_shift_sync_rollouts_tick(
+    ngx_http_traffic_shift_sync_rollouts_t *sr,
+    ngx_http_traffic_shift_etcd_endpoint_t *ep, u_char *lease, ngx_msec_t ok,
+    ngx_uint_t up);
 
 
 #endif /* _NGX_HTTP_TRAFFIC_SHIFT_SYNC_H_INCLUDED_ */

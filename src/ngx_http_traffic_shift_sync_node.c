@@ -24,6 +24,9 @@
 #define NGX_HTTP_TS_NODE_BEAT     1000
 #define NGX_HTTP_TS_NODE_REFRESH  10000
 
+/* while a rollout of the fleet progresses: the counters twice a second */
+#define NGX_HTTP_TS_NODE_COUNTS   500
+
 
 typedef struct {
     ngx_http_traffic_shift_etcd_t         etcd;
@@ -42,6 +45,8 @@ static void ngx_http_traffic_shift_sync_node_done(
     ngx_http_traffic_shift_etcd_t *e, json_t *json);
 static json_t *ngx_http_traffic_shift_sync_node_json(
     ngx_http_traffic_shift_main_conf_t *mcf);
+static json_t *ngx_http_traffic_shift_sync_node_counts(
+    ngx_http_traffic_shift_split_t *split);
 static ngx_int_t ngx_http_traffic_shift_sync_fleet_send(
     ngx_http_traffic_shift_sync_fleet_t *f);
 static void ngx_http_traffic_shift_sync_fleet_read(
@@ -164,7 +169,9 @@ ngx_http_traffic_shift_sync_node_put(ngx_http_traffic_shift_sync_node_t *n)
 {
     json_t                              *json, *doc;
     ngx_str_t                            key, value, body;
+    ngx_uint_t                           i;
     ngx_pool_t                          *pool;
+    ngx_http_traffic_shift_split_t     **splitp;
     ngx_http_traffic_shift_sync_conf_t  *scf;
 
     scf = n->mcf->sync;
@@ -178,6 +185,17 @@ ngx_http_traffic_shift_sync_node_put(ngx_http_traffic_shift_sync_node_t *n)
     n->refresh = ngx_current_msec + NGX_HTTP_TS_NODE_REFRESH;
 
     doc = ngx_http_traffic_shift_sync_node_json(n->mcf);
+
+    splitp = n->mcf->splits.elts;
+
+    for (i = 0; i < n->mcf->splits.nelts; i++) {
+        if (splitp[i]->sh
+            && (splitp[i]->sh->fleet_driver_len || splitp[i]->sh->fleet_claim))
+        {
+            /* a rollout of the fleet: its driver sums the counters */
+            n->refresh = ngx_current_msec + NGX_HTTP_TS_NODE_COUNTS;
+        }
+    }
 
     if (ngx_http_traffic_shift_etcd_key(pool, &scf->prefix, "nodes/",
                                         &scf->node, &key)
@@ -230,7 +248,8 @@ ngx_http_traffic_shift_sync_node_done(ngx_http_traffic_shift_etcd_t *e,
 
 /*
  * {"node":N,"pid":P,"contact":T,
- *  "upstreams":{"app":{"generation":G,"live":{"blue":2,"green":1}}}}
+ *  "upstreams":{"app":{"generation":G,"live":{"blue":2,"green":1},
+ *                      "counts":{"blue":[errors, responses by bucket]}}}}
  */
 
 static json_t *
@@ -273,8 +292,11 @@ ngx_http_traffic_shift_sync_node_json(ngx_http_traffic_shift_main_conf_t *mcf)
                           : 0));
         }
 
-        u = json_pack("{s:I,s:o}", "generation", (json_int_t) w.generation,
-                      "live", live);
+        u = json_pack("{s:I,s:o,s:o}",
+                      "generation", (json_int_t) w.generation,
+                      "live", live,
+                      "counts",
+                      ngx_http_traffic_shift_sync_node_counts(splitp[i]));
 
         if (ngx_http_traffic_shift_json_set(ups, &splitp[i]->name, u)
             != NGX_OK)
@@ -285,6 +307,49 @@ ngx_http_traffic_shift_sync_node_json(ngx_http_traffic_shift_main_conf_t *mcf)
     }
 
     return doc;
+}
+
+
+/*
+ * this node's own counters of each pool (not the fleet's): the upstream
+ * errors, then the responses by latency bucket
+ */
+
+static json_t *
+ngx_http_traffic_shift_sync_node_counts(ngx_http_traffic_shift_split_t *split)
+{
+    json_t                            *counts, *arr;
+    ngx_uint_t                         j, b;
+    ngx_http_traffic_shift_pool_t     *pool;
+    ngx_http_traffic_shift_sh_pool_t  *shp;
+
+    counts = json_object();
+    pool = split->pools.elts;
+
+    for (j = 0; counts && j < split->pools.nelts; j++) {
+        shp = &split->sh->pools[j];
+
+        arr = json_array();
+
+        if (arr == NULL
+            || json_array_append_new(arr, json_integer(
+                                         (json_int_t) shp->errors))
+               != 0)
+        {
+            json_decref(arr);
+            json_decref(counts);
+            return NULL;
+        }
+
+        for (b = 0; b < NGX_HTTP_TS_BUCKETS; b++) {
+            (void) json_array_append_new(arr, json_integer(
+                                             (json_int_t) shp->buckets[b]));
+        }
+
+        (void) ngx_http_traffic_shift_json_set(counts, &pool[j].name, arr);
+    }
+
+    return counts;
 }
 
 

@@ -105,6 +105,21 @@ ngx_http_traffic_shift_sync_write(ngx_http_request_t *r,
         }
     }
 
+    if (!force
+        && (split->sh->fleet_driver_len
+            || split->sh->rollout.state == NGX_HTTP_TS_RO_PROGRESSING
+            || split->sh->rollout.state == NGX_HTTP_TS_RO_PAUSED))
+    {
+        /* as without a fleet: a rollout here, or on another node */
+        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_CONFLICT,
+                                            "rollout_in_progress",
+                                            "upstream \"%V\" has a rollout "
+                                            "in progress in the fleet; pause "
+                                            "or abort it first, or send "
+                                            "\"force\":true to abort it with "
+                                            "this change", &split->name);
+    }
+
     ngx_str_null(&arg);
 
     if (ngx_http_arg(r, (u_char *) "local", 5, &arg) == NGX_OK) {
@@ -347,7 +362,8 @@ ngx_http_traffic_shift_sync_written(ngx_http_traffic_shift_etcd_t *e,
     mcf = ngx_http_get_module_main_conf(sw->r, ngx_http_traffic_shift_module);
 
     rc = ngx_http_traffic_shift_zone_sync_apply(mcf, sw->split, sw->weights,
-                                                revision, sw->change);
+                                                revision, NGX_HTTP_TS_SRC_API,
+                                                sw->change);
 
     if (rc == NGX_ABORT) {
         (void) ngx_http_traffic_shift_api_fail(&err,

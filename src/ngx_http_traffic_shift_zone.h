@@ -146,7 +146,20 @@ void ngx_http_traffic_shift_zone_rollout_count(
 ngx_int_t ngx_http_traffic_shift_zone_sync_apply(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
-    ngx_uint_t revision, ngx_http_traffic_shift_change_t *change);
+    ngx_uint_t revision, ngx_uint_t source,
+    ngx_http_traffic_shift_change_t *change);
+void ngx_http_traffic_shift_zone_sync_driver(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_str_t *node);
+size_t ngx_http_traffic_shift_zone_sync_driven(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, u_char *node);
+void ngx_http_traffic_shift_zone_sync_claim(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *claim, ngx_uint_t get);
+void ngx_http_traffic_shift_zone_sync_count(
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t i, uint64_t errors,
+    uint64_t *buckets);
 
 /* outlier ejection (ngx_http_traffic_shift_zone_outlier.c) */
 

@@ -110,8 +110,10 @@ ngx_http_traffic_shift_zone_rollout_start(
     }
 
     if (ro->state == NGX_HTTP_TS_RO_PROGRESSING
-        || ro->state == NGX_HTTP_TS_RO_PAUSED)
+        || ro->state == NGX_HTTP_TS_RO_PAUSED
+        || rec->fleet_driver_len)
     {
+        /* here, or on another node of the fleet */
         rc = NGX_AGAIN;
         goto done;
     }
@@ -327,10 +329,12 @@ ngx_http_traffic_shift_zone_rollout_counts(
 
         shp = &rec->pools[i];
 
-        counts->errors += shp->errors;
+        /* in fleet mode, with the other nodes' (on the driving node) */
+
+        counts->errors += shp->errors + shp->fleet_errors;
 
         for (b = 0; b < NGX_HTTP_TS_BUCKETS; b++) {
-            counts->buckets[b] += shp->buckets[b];
+            counts->buckets[b] += shp->buckets[b] + shp->fleet_buckets[b];
         }
     }
 }

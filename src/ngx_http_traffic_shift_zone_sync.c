@@ -16,17 +16,20 @@
 
 
 /*
- * Weights read from etcd at "revision": published as that generation,
+ * Weights read from etcd at "revision" (from "source": the fleet, or this
+ * node's API): published as that generation,
  * unless this revision (or a later one) was applied already: NGX_DECLINED.
  * NGX_ABORT: a reload gave the upstream other pools, or retired the zone.
  * A rollout that progresses here is ended (aborted): the fleet's state
- * wins over a local one.
+ * wins over a local one; weights equal to those applied change only the
+ * generation (the fleet took this node's own change, a rollout's step).
  */
 
 ngx_int_t
 ngx_http_traffic_shift_zone_sync_apply(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
-    ngx_uint_t revision, ngx_http_traffic_shift_change_t *change)
+    ngx_uint_t revision, ngx_uint_t source,
+    ngx_http_traffic_shift_change_t *change)
 {
     ngx_uint_t                           i;
     ngx_http_traffic_shift_weights_t    *cur;
@@ -57,7 +60,7 @@ ngx_http_traffic_shift_zone_sync_apply(ngx_http_traffic_shift_main_conf_t *mcf,
     change->rollout_aborted = 0;
 
     change->new.npools = split->pools.nelts;
-    change->new.source = NGX_HTTP_TS_SRC_API;
+    change->new.source = source;
     change->new.updated = ngx_time();
     change->new.generation = revision;
 
@@ -67,8 +70,17 @@ ngx_http_traffic_shift_zone_sync_apply(ngx_http_traffic_shift_main_conf_t *mcf,
 
     ro = &rec->rollout;
 
-    if (ro->state == NGX_HTTP_TS_RO_PROGRESSING
-        || ro->state == NGX_HTTP_TS_RO_PAUSED)
+    for (i = 0; i < split->pools.nelts; i++) {
+        if (cur->weights[i] != weights[i]) {
+            break;
+        }
+    }
+
+    if (i == split->pools.nelts) {
+        change->new.source = cur->source;
+
+    } else if (ro->state == NGX_HTTP_TS_RO_PROGRESSING
+               || ro->state == NGX_HTTP_TS_RO_PAUSED)
     {
         ro->active = 0;
         ro->state = NGX_HTTP_TS_RO_ABORTED;
@@ -92,4 +104,116 @@ ngx_http_traffic_shift_zone_sync_apply(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/*
+ * What the worker holding the watch learnt of the fleet's rollout of an
+ * upstream: the node driving it ("node" NULL: none, or this node).
+ */
+
+void
+ngx_http_traffic_shift_zone_sync_driver(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_str_t *node)
+{
+    ngx_http_traffic_shift_sh_split_t  *rec;
+
+    rec = split->sh;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    if (rec->layout == split->layout) {
+        rec->fleet_driver_len = 0;
+
+        if (node && node->len && node->len <= NGX_HTTP_TS_NODE_LEN) {
+            ngx_memcpy(rec->fleet_driver, node->data, node->len);
+            rec->fleet_driver_len = node->len;
+        }
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/* the node driving a rollout here, if another one: into "node", or 0 */
+
+size_t
+ngx_http_traffic_shift_zone_sync_driven(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, u_char *node)
+{
+    size_t                              len;
+    ngx_http_traffic_shift_sh_split_t  *rec;
+
+    rec = split->sh;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    len = (rec->layout == split->layout) ? rec->fleet_driver_len : 0;
+    ngx_memcpy(node, rec->fleet_driver, len);
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return len;
+}
+
+
+/*
+ * The state of this node's rollout in etcd, read ("get") or written: its
+ * key's create revision, the id, step, state and generation written last.
+ */
+
+void
+ngx_http_traffic_shift_zone_sync_claim(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t *claim, ngx_uint_t get)
+{
+    ngx_http_traffic_shift_sh_split_t  *rec;
+
+    rec = split->sh;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    if (get) {
+        claim[0] = rec->fleet_claim;
+        claim[1] = rec->fleet_id;
+        claim[2] = rec->fleet_step;
+        claim[3] = rec->fleet_state;
+        claim[4] = rec->fleet_generation;
+
+    } else if (rec->layout == split->layout) {
+        rec->fleet_claim = claim[0];
+        rec->fleet_id = claim[1];
+        rec->fleet_step = claim[2];
+        rec->fleet_state = claim[3];
+        rec->fleet_generation = claim[4];
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/* another node's responses of pool "i", added for the rollout's analysis */
+
+void
+ngx_http_traffic_shift_zone_sync_count(ngx_http_traffic_shift_split_t *split,
+    ngx_uint_t i, uint64_t errors, uint64_t *buckets)
+{
+    ngx_uint_t                         b;
+    ngx_http_traffic_shift_sh_pool_t  *shp;
+
+    if (split->sh->layout != split->layout || i >= split->sh->npools) {
+        return;
+    }
+
+    shp = &split->sh->pools[i];
+
+    (void) ngx_atomic_fetch_add(&shp->fleet_errors, (ngx_atomic_int_t) errors);
+
+    for (b = 0; b < NGX_HTTP_TS_BUCKETS; b++) {
+        if (buckets[b]) {
+            (void) ngx_atomic_fetch_add(&shp->fleet_buckets[b],
+                                        (ngx_atomic_int_t) buckets[b]);
+        }
+    }
 }

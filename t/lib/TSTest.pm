@@ -741,6 +741,18 @@ sub stop {
     return $graceful;
 }
 
+# SIGKILL to the master and its workers at once, as a machine that dies:
+# expected, so not reported as nginx exiting on its own
+sub kill9 {
+    my ($self) = @_;
+    return unless $self->is_running;
+    my @pids = ($self->{pid}, $self->worker_pids);
+    local $self->{stopping} = 1;
+    kill 'KILL', @pids;
+    $self->_wait_exit(5);
+    return scalar @pids;
+}
+
 sub _wait_exit {
     my ($self, $timeout) = @_;
     my $deadline = time + $timeout;

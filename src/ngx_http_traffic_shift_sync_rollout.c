@@ -1,0 +1,958 @@
+
+/*
+ * Copyright (C) nginx-traffic-shift developers
+ */
+
+
+#include "ngx_http_traffic_shift_sync.h"
+
+
+/*
+ * Rollouts in fleet mode.  A rollout runs on the node that received it
+ * (its driver, ngx_http_traffic_shift_rollout.c, unchanged); this node's
+ * worker holding the watch makes it the fleet's:
+ *
+ * - claim: a transaction creates PREFIX/rollouts/NAME under the node's
+ *   lease, if no node has one and the upstream's key is still at the
+ *   revision applied here, and puts the rollout's first weights;
+ * - push: every change of the rollout (a step, a pause, its end) puts the
+ *   weights and the record again, if the key is still the one created;
+ *   the generation etcd gives is applied here;
+ * - release: after the end was pushed, the key is deleted;
+ * - collect: every second, the other nodes' counters (in their node keys)
+ *   are read and their increase added to the zone's fleet counters, which
+ *   the analysis adds to this node's; the canary pool's go to the fast
+ *   abort too.
+ *
+ * Other nodes see the key in the watch: a rollout driven elsewhere refuses
+ * a local one, and makes them publish their counters every second.  A key
+ * deleted while its rollout progressed means the driver left (its lease
+ * expired): the nodes put the weights from before the rollout back, once
+ * (a transaction on the revision they know; the first one wins).  A
+ * driver that lost etcd for the lease's time ends its rollout itself.
+ */
+
+
+#define NGX_HTTP_TS_SR_IDLE      0
+#define NGX_HTTP_TS_SR_CLAIM     1
+#define NGX_HTTP_TS_SR_PUSH      2
+#define NGX_HTTP_TS_SR_RELEASE   3
+#define NGX_HTTP_TS_SR_ROLLBACK  4
+#define NGX_HTTP_TS_SR_COLLECT   5
+
+#define NGX_HTTP_TS_SR_COLLECT_EVERY  500
+#define NGX_HTTP_TS_SR_SILENCE        5000
+#define NGX_HTTP_TS_SR_MAX_SEEN       1024
+
+/* claim[]: the key's create revision, the id, step, state, generation */
+#define NGX_HTTP_TS_SR_KEY       0
+#define NGX_HTTP_TS_SR_ID        1
+#define NGX_HTTP_TS_SR_STEP      2
+#define NGX_HTTP_TS_SR_STATE     3
+#define NGX_HTTP_TS_SR_GEN       4
+
+
+/* another node's counters of a pool, as last read */
+
+typedef struct {
+    u_char                                node[NGX_HTTP_TS_NODE_LEN];
+    size_t                                len;
+    uint64_t                              pid;
+    ngx_uint_t                            split;
+    ngx_uint_t                            pool;
+    uint64_t                              counts[NGX_HTTP_TS_BUCKETS + 1];
+} ngx_http_traffic_shift_sync_seen_t;
+
+
+static ngx_int_t ngx_http_traffic_shift_sync_rollout_index(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_str_t *name,
+    ngx_http_traffic_shift_split_t **split);
+static json_t *ngx_http_traffic_shift_sync_rollout_get(json_t *obj,
+    ngx_str_t *name);
+static ngx_int_t ngx_http_traffic_shift_sync_rollout_step(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t i);
+static ngx_int_t ngx_http_traffic_shift_sync_rollout_txn(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t what,
+    json_t *compare, json_t *success);
+static json_t *ngx_http_traffic_shift_sync_rollout_cmp(ngx_pool_t *pool,
+    ngx_str_t *key, const char *target, uint64_t value);
+static json_t *ngx_http_traffic_shift_sync_rollout_put(ngx_pool_t *pool,
+    ngx_str_t *key, json_t *value, u_char *lease);
+static json_t *ngx_http_traffic_shift_sync_rollout_record(
+    ngx_http_traffic_shift_sync_rollouts_t *sr,
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_rollout_t *ro);
+static void ngx_http_traffic_shift_sync_rollout_done(
+    ngx_http_traffic_shift_etcd_t *e, json_t *json);
+static void ngx_http_traffic_shift_sync_rollout_lost(
+    ngx_http_traffic_shift_sync_rollouts_t *sr,
+    ngx_http_traffic_shift_split_t *split, const char *why);
+static void ngx_http_traffic_shift_sync_rollout_collected(
+    ngx_http_traffic_shift_etcd_t *e, json_t *json);
+static void ngx_http_traffic_shift_sync_rollout_counts(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, json_t *doc,
+    ngx_str_t *node, uint64_t pid);
+
+
+static const char  *ngx_http_traffic_shift_sync_states[] = {
+    "none", "progressing", "paused", "succeeded", "rolled_back", "aborted"
+};
+
+
+ngx_int_t
+ngx_http_traffic_shift_sync_rollouts_init(
+    ngx_http_traffic_shift_sync_rollouts_t *sr,
+    ngx_http_traffic_shift_main_conf_t *mcf, ngx_pool_t *pool, ngx_log_t *log)
+{
+    ngx_uint_t  n;
+
+    n = ngx_max(mcf->splits.nelts, 1);
+
+    sr->mcf = mcf;
+    sr->pool = pool;
+    sr->etcd.log = log;
+    sr->etcd.timeout = ((ngx_http_traffic_shift_sync_conf_t *) mcf->sync)
+                       ->timeout;
+    sr->etcd.data = sr;
+
+    sr->rollback = ngx_pcalloc(pool, n * sizeof(uint64_t));
+    sr->orphan = ngx_pcalloc(pool, n * sizeof(uint64_t));
+    sr->renew = ngx_pcalloc(pool, n);
+    sr->before = ngx_pcalloc(pool, n * NGX_HTTP_TS_MAX_POOLS
+                                   * sizeof(ngx_uint_t));
+
+    if (sr->rollback == NULL || sr->orphan == NULL || sr->renew == NULL
+        || sr->before == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_array_init(&sr->seen, pool, 16,
+                       sizeof(ngx_http_traffic_shift_sync_seen_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_traffic_shift_sync_rollouts_stop(
+    ngx_http_traffic_shift_sync_rollouts_t *sr)
+{
+    ngx_http_traffic_shift_etcd_close(&sr->etcd);
+    sr->what = NGX_HTTP_TS_SR_IDLE;
+    sr->lease[0] = '\0';
+    sr->seen.nelts = 0;
+}
+
+
+/*
+ * PREFIX/rollouts/NAME from the watch: "value" NULL when deleted, with
+ * the value before it in "prev"; "create" is the key's create revision.
+ */
+
+void
+ngx_http_traffic_shift_sync_rollout_kv(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_str_t *name,
+    ngx_str_t *value, ngx_str_t *prev, uint64_t create)
+{
+    json_t                              *root, *node, *state, *before;
+    ngx_int_t                            k, i;
+    ngx_str_t                            n, *doc;
+    ngx_uint_t                           force, active, claim[5];
+    ngx_uint_t                           weights[NGX_HTTP_TS_MAX_POOLS];
+    ngx_http_traffic_shift_split_t      *split;
+    ngx_http_traffic_shift_api_err_t     err;
+    ngx_http_traffic_shift_weights_t     w;
+    ngx_http_traffic_shift_sync_conf_t  *scf;
+
+    scf = sr->mcf->sync;
+
+    i = ngx_http_traffic_shift_sync_rollout_index(sr, name, &split);
+    if (i == NGX_ERROR) {
+        return;
+    }
+
+    doc = value ? value : prev;
+
+    if (doc == NULL) {
+        /* deleted, and etcd did not say what it was */
+        ngx_http_traffic_shift_zone_sync_driver(sr->mcf, split, NULL);
+        return;
+    }
+
+    root = ngx_http_traffic_shift_api_parse(doc, &err);
+    node = root ? json_object_get(root, "node") : NULL;
+    state = root ? json_object_get(root, "state") : NULL;
+    before = root ? json_object_get(root, "before") : NULL;
+
+    if (node == NULL || !json_is_string(node)
+        || state == NULL || !json_is_string(state)
+        || before == NULL
+        || ngx_http_traffic_shift_api_parse_weights(split, before, weights,
+                                                    &force, &err)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, sr->etcd.log, 0,
+                      "traffic_shift_sync: invalid rollout of \"%V\" in "
+                      "etcd, ignored", &split->name);
+        json_decref(root);
+        return;
+    }
+
+    n.data = (u_char *) json_string_value(node);
+    n.len = json_string_length(node);
+
+    active = 0;
+
+    for (k = 1; k < 3; k++) {
+        if (ngx_strcmp(json_string_value(state),
+                       ngx_http_traffic_shift_sync_states[k])
+            == 0)
+        {
+            active = 1;
+        }
+    }
+
+    if (n.len == scf->node.len
+        && ngx_strncmp(n.data, scf->node.data, n.len) == 0)
+    {
+        ngx_http_traffic_shift_zone_sync_driver(sr->mcf, split, NULL);
+        ngx_http_traffic_shift_zone_sync_claim(sr->mcf, split, claim, 1);
+
+        if (value && active && claim[NGX_HTTP_TS_SR_KEY] != create
+            && !(sr->what == NGX_HTTP_TS_SR_CLAIM
+                 && sr->split == (ngx_uint_t) i))
+        {
+            /*
+             * this node's, from before a restart: its rollout was lost
+             * with the zone; the weights from before it are put back
+             */
+            sr->orphan[i] = create;
+            ngx_memcpy(&sr->before[i * NGX_HTTP_TS_MAX_POOLS],
+                       weights, sizeof(weights));
+        }
+
+        json_decref(root);
+        return;
+    }
+
+    if (value) {
+        ngx_http_traffic_shift_zone_sync_driver(sr->mcf, split,
+                                                active ? &n : NULL);
+        json_decref(root);
+        return;
+    }
+
+    ngx_http_traffic_shift_zone_sync_driver(sr->mcf, split, NULL);
+
+    if (active && ngx_http_traffic_shift_zone_read(split, &w) == NGX_OK
+        && ngx_memcmp(w.weights, weights,
+                      split->pools.nelts * sizeof(ngx_uint_t))
+           != 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, sr->etcd.log, 0,
+                      "traffic_shift \"%V\": node \"%V\" driving a rollout "
+                      "left the fleet, putting the weights from before the "
+                      "rollout back", &split->name, &n);
+
+        sr->rollback[i] = split->sh->sync_revision + 1;
+        ngx_memcpy(&sr->before[i * NGX_HTTP_TS_MAX_POOLS],
+                   weights, sizeof(weights));
+    }
+
+    json_decref(root);
+}
+
+
+/*
+ * Every tick of the watch's worker, the watch running or not: at most one
+ * request to etcd at a time, the most urgent first.  "lease" is the
+ * node's lease ("" none yet), "ok" when etcd last kept it.
+ */
+
+void
+ngx_http_traffic_shift_sync_rollouts_tick(
+    ngx_http_traffic_shift_sync_rollouts_t *sr,
+    ngx_http_traffic_shift_etcd_endpoint_t *ep, u_char *lease, ngx_msec_t ok,
+    ngx_uint_t up)
+{
+    ngx_uint_t                        i, progress;
+    ngx_http_traffic_shift_split_t  **splitp;
+
+    splitp = sr->mcf->splits.elts;
+    progress = 0;
+
+    for (i = 0; i < sr->mcf->splits.nelts; i++) {
+        if (splitp[i]->sh && splitp[i]->sh->layout == splitp[i]->layout
+            && splitp[i]->sh->fleet_claim
+            && splitp[i]->sh->rollout.state == NGX_HTTP_TS_RO_PROGRESSING)
+        {
+            progress = 1;
+
+            if ((ngx_msec_int_t) (ngx_current_msec - ok)
+                > NGX_HTTP_TS_SR_SILENCE)
+            {
+                ngx_http_traffic_shift_sync_rollout_lost(sr, splitp[i],
+                                      "this node lost etcd, the other nodes "
+                                      "put the weights from before it back");
+            }
+        }
+    }
+
+    if (!up || sr->etcd.busy || lease[0] == '\0') {
+        return;
+    }
+
+    sr->etcd.endpoint = ep;
+
+    if (ngx_strcmp(sr->lease, lease) != 0) {
+        /* a new lease (another worker, or etcd lost it): records again */
+        ngx_memcpy(sr->lease, lease, ngx_strlen(lease) + 1);
+        ngx_memset(sr->renew, 1, ngx_max(sr->mcf->splits.nelts, 1));
+    }
+
+    for (i = 0; i < sr->mcf->splits.nelts; i++) {
+        if (ngx_http_traffic_shift_sync_rollout_step(sr, i) != NGX_DECLINED) {
+            return;
+        }
+    }
+
+    if (!progress
+        || (ngx_msec_int_t) (ngx_current_msec - sr->collect) < 0)
+    {
+        return;
+    }
+
+    sr->collect = ngx_current_msec + NGX_HTTP_TS_SR_COLLECT_EVERY;
+    sr->what = NGX_HTTP_TS_SR_COLLECT;
+    sr->etcd.handler = ngx_http_traffic_shift_sync_rollout_collected;
+
+    if (ngx_http_traffic_shift_sync_nodes(&sr->etcd, sr->mcf->sync)
+        != NGX_OK)
+    {
+        sr->what = NGX_HTTP_TS_SR_IDLE;
+    }
+}
+
+
+/*
+ * What upstream "i" needs from etcd, sent: NGX_OK (sent), NGX_ERROR (not
+ * sent), NGX_DECLINED (nothing to do).
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_sync_rollout_step(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t i)
+{
+    json_t                               *cmp, *ops, *rec;
+    ngx_str_t                             key, ukey;
+    ngx_uint_t                            claim[5], active, what;
+    ngx_pool_t                           *pool;
+    ngx_http_traffic_shift_split_t       *split;
+    ngx_http_traffic_shift_weights_t      w;
+    ngx_http_traffic_shift_sh_rollout_t  *ro;
+    ngx_http_traffic_shift_sync_conf_t   *scf;
+
+    split = ((ngx_http_traffic_shift_split_t **) sr->mcf->splits.elts)[i];
+    scf = sr->mcf->sync;
+    ro = &sr->ro;
+
+    if (split->sh == NULL
+        || ngx_http_traffic_shift_zone_rollout_copy(sr->mcf, split, ro, &w)
+           != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_traffic_shift_zone_sync_claim(sr->mcf, split, claim, 1);
+
+    active = (ro->state == NGX_HTTP_TS_RO_PROGRESSING
+              || ro->state == NGX_HTTP_TS_RO_PAUSED);
+
+    if (sr->rollback[i] || sr->orphan[i]) {
+        what = NGX_HTTP_TS_SR_ROLLBACK;
+
+    } else if (claim[NGX_HTTP_TS_SR_KEY] == 0) {
+        if (!active) {
+            return NGX_DECLINED;
+        }
+
+        /* a rollout started here: the fleet's, if nobody else drives one */
+        what = NGX_HTTP_TS_SR_CLAIM;
+
+    } else if (claim[NGX_HTTP_TS_SR_ID] == ro->id
+               && (claim[NGX_HTTP_TS_SR_STEP] != ro->step
+                   || claim[NGX_HTTP_TS_SR_STATE] != ro->state
+                   || claim[NGX_HTTP_TS_SR_GEN] != w.generation
+                   || sr->renew[i]))
+    {
+        what = NGX_HTTP_TS_SR_PUSH;
+
+    } else if (claim[NGX_HTTP_TS_SR_ID] != ro->id || !active) {
+        /* the end was pushed (or another rollout began): the key goes */
+        what = NGX_HTTP_TS_SR_RELEASE;
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    pool = ngx_create_pool(2048, sr->etcd.log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_traffic_shift_etcd_key(pool, &scf->prefix, "rollouts/",
+                                        &split->name, &key)
+        != NGX_OK
+        || ngx_http_traffic_shift_etcd_key(pool, &scf->prefix, "upstreams/",
+                                           &split->name, &ukey)
+           != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    sr->split = i;
+    sr->pool_tmp = pool;
+    cmp = json_array();
+    ops = json_array();
+
+    if (what == NGX_HTTP_TS_SR_ROLLBACK) {
+        /* the weights from before a rollout whose driver left */
+
+        json_array_append_new(cmp,
+            ngx_http_traffic_shift_sync_rollout_cmp(pool, &ukey, "MOD",
+                                 sr->orphan[i] ? split->sh->sync_revision
+                                               : sr->rollback[i] - 1));
+        json_array_append_new(ops,
+            ngx_http_traffic_shift_sync_rollout_put(pool, &ukey,
+                json_pack("{s:o}", "weights",
+                          ngx_http_traffic_shift_json_weights(split,
+                              &sr->before[i * NGX_HTTP_TS_MAX_POOLS],
+                              split->pools.nelts)),
+                NULL));
+
+        if (sr->orphan[i]) {
+            json_array_append_new(cmp,
+                ngx_http_traffic_shift_sync_rollout_cmp(pool, &key, "CREATE",
+                                                        sr->orphan[i]));
+            json_array_append_new(ops,
+                json_pack("{s:{s:o}}", "request_delete_range", "key",
+                          ngx_http_traffic_shift_etcd_b64(pool, key.data,
+                                                          key.len)));
+        }
+
+    } else if (what == NGX_HTTP_TS_SR_CLAIM) {
+        json_array_append_new(cmp,
+            ngx_http_traffic_shift_sync_rollout_cmp(pool, &key, "CREATE", 0));
+        json_array_append_new(cmp,
+            ngx_http_traffic_shift_sync_rollout_cmp(pool, &ukey, "MOD",
+                                                 split->sh->sync_revision));
+
+    } else if (what == NGX_HTTP_TS_SR_PUSH) {
+        json_array_append_new(cmp,
+            ngx_http_traffic_shift_sync_rollout_cmp(pool, &key, "CREATE",
+                                                 claim[NGX_HTTP_TS_SR_KEY]));
+
+    } else {
+        json_array_append_new(cmp,
+            ngx_http_traffic_shift_sync_rollout_cmp(pool, &key, "CREATE",
+                                                 claim[NGX_HTTP_TS_SR_KEY]));
+        json_array_append_new(ops,
+            json_pack("{s:{s:o}}", "request_delete_range", "key",
+                      ngx_http_traffic_shift_etcd_b64(pool, key.data,
+                                                      key.len)));
+    }
+
+    if (what == NGX_HTTP_TS_SR_CLAIM || what == NGX_HTTP_TS_SR_PUSH) {
+        rec = ngx_http_traffic_shift_sync_rollout_record(sr, split, ro);
+
+        json_array_append_new(ops,
+            ngx_http_traffic_shift_sync_rollout_put(pool, &ukey,
+                json_pack("{s:o}", "weights",
+                          ngx_http_traffic_shift_json_weights(split,
+                                 w.weights, split->pools.nelts)),
+                NULL));
+        json_array_append_new(ops,
+            ngx_http_traffic_shift_sync_rollout_put(pool, &key, rec,
+                                                    (u_char *) sr->lease));
+
+        sr->claim[NGX_HTTP_TS_SR_KEY] = claim[NGX_HTTP_TS_SR_KEY];
+        sr->claim[NGX_HTTP_TS_SR_ID] = ro->id;
+        sr->claim[NGX_HTTP_TS_SR_STEP] = ro->step;
+        sr->claim[NGX_HTTP_TS_SR_STATE] = ro->state;
+        ngx_memcpy(sr->weights, w.weights, sizeof(sr->weights));
+    }
+
+    return ngx_http_traffic_shift_sync_rollout_txn(sr, what, cmp, ops);
+}
+
+
+/* a transaction of "compare" and "success" (both consumed) */
+
+static ngx_int_t
+ngx_http_traffic_shift_sync_rollout_txn(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t what,
+    json_t *compare, json_t *success)
+{
+    json_t     *json;
+    ngx_int_t   rc;
+    ngx_str_t   body;
+
+    json = json_pack("{s:o,s:o}", "compare", compare, "success", success);
+
+    rc = NGX_ERROR;
+
+    if (ngx_http_traffic_shift_etcd_json(sr->pool_tmp, json, &body)
+        == NGX_OK)
+    {
+        sr->what = what;
+        sr->etcd.stream = 0;
+        sr->etcd.handler = ngx_http_traffic_shift_sync_rollout_done;
+
+        rc = ngx_http_traffic_shift_etcd_start(&sr->etcd, "/v3/kv/txn",
+                                               body.data, body.len);
+    }
+
+    ngx_destroy_pool(sr->pool_tmp);
+    sr->pool_tmp = NULL;
+
+    if (rc != NGX_OK) {
+        sr->what = NGX_HTTP_TS_SR_IDLE;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static json_t *
+ngx_http_traffic_shift_sync_rollout_cmp(ngx_pool_t *pool, ngx_str_t *key,
+    const char *target, uint64_t value)
+{
+    return json_pack("{s:s,s:o,s:s,s:I}", "target", target,
+                     "key", ngx_http_traffic_shift_etcd_b64(pool, key->data,
+                                                            key->len),
+                     "result", "EQUAL",
+                     ngx_strcmp(target, "MOD") == 0 ? "mod_revision"
+                                                    : "create_revision",
+                     (json_int_t) value);
+}
+
+
+/* {"request_put":{...}}, "value" consumed */
+
+static json_t *
+ngx_http_traffic_shift_sync_rollout_put(ngx_pool_t *pool, ngx_str_t *key,
+    json_t *value, u_char *lease)
+{
+    json_t     *put;
+    ngx_str_t   v;
+
+    if (ngx_http_traffic_shift_etcd_json(pool, value, &v) != NGX_OK) {
+        return NULL;
+    }
+
+    put = json_pack("{s:o,s:o}",
+                    "key", ngx_http_traffic_shift_etcd_b64(pool, key->data,
+                                                           key->len),
+                    "value", ngx_http_traffic_shift_etcd_b64(pool, v.data,
+                                                             v.len));
+
+    if (put && lease
+        && json_object_set_new(put, "lease",
+                               json_string((char *) lease))
+           != 0)
+    {
+        json_decref(put);
+        put = NULL;
+    }
+
+    return put ? json_pack("{s:o}", "request_put", put) : NULL;
+}
+
+
+/*
+ * {"node":"edge-1","id":3,"state":"progressing","pool":"canary",
+ *  "step":1,"steps":[5,25,50,100],"before":{"weights":{...}}}
+ */
+
+static json_t *
+ngx_http_traffic_shift_sync_rollout_record(
+    ngx_http_traffic_shift_sync_rollouts_t *sr,
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sh_rollout_t *ro)
+{
+    json_t                              *steps;
+    ngx_uint_t                           k;
+    ngx_http_traffic_shift_pool_t       *pool;
+    ngx_http_traffic_shift_sync_conf_t  *scf;
+
+    scf = sr->mcf->sync;
+    pool = split->pools.elts;
+
+    steps = json_array();
+
+    for (k = 0; steps && k < ro->nsteps; k++) {
+        json_array_append_new(steps,
+                              ngx_http_traffic_shift_json_weight(
+                                  ro->steps[k]));
+    }
+
+    return json_pack("{s:s%,s:I,s:s,s:s%,s:I,s:o,s:b,s:{s:o}}",
+                     "node", scf->node.data, scf->node.len,
+                     "id", (json_int_t) ro->id,
+                     "state", ngx_http_traffic_shift_sync_states[
+                                  ngx_min(ro->state, 5)],
+                     "pool", pool[ro->pool].name.data, pool[ro->pool].name.len,
+                     "step", (json_int_t) (ro->step + 1),
+                     "steps", steps,
+                     "ramp", (int) ro->ramp,
+                     "before", "weights",
+                     ngx_http_traffic_shift_json_weights(split, ro->before,
+                                                         split->pools.nelts));
+}
+
+
+static void
+ngx_http_traffic_shift_sync_rollout_done(ngx_http_traffic_shift_etcd_t *e,
+    json_t *json)
+{
+    uint64_t                                 revision;
+    ngx_uint_t                               i, what, claim[5];
+    ngx_http_traffic_shift_split_t          *split;
+    ngx_http_traffic_shift_change_t          change;
+    ngx_http_traffic_shift_weights_t         w;
+    ngx_http_traffic_shift_sync_rollouts_t  *sr;
+
+    sr = e->data;
+    what = sr->what;
+    i = sr->split;
+    sr->what = NGX_HTTP_TS_SR_IDLE;
+
+    split = ((ngx_http_traffic_shift_split_t **) sr->mcf->splits.elts)[i];
+
+    if (json == NULL || e->status != NGX_HTTP_OK
+        || ngx_http_traffic_shift_etcd_int(json_object_get(json, "header"),
+                                           "revision", &revision)
+           != NGX_OK)
+    {
+        /* etcd did not answer: again at a next tick */
+        ngx_log_error(NGX_LOG_INFO, e->log, 0,
+                      "traffic_shift_sync: etcd \"%V\": %s, the rollout of "
+                      "\"%V\" is sent again", &e->endpoint->name,
+                      json ? "transaction refused" : e->error, &split->name);
+        return;
+    }
+
+    if (what == NGX_HTTP_TS_SR_ROLLBACK) {
+        if (json_is_true(json_object_get(json, "succeeded"))) {
+            ngx_log_error(NGX_LOG_WARN, e->log, 0,
+                          "traffic_shift \"%V\": weights from before the "
+                          "rollout put back in the fleet, generation %uL",
+                          &split->name, revision);
+        }
+
+        sr->rollback[i] = 0;
+        sr->orphan[i] = 0;
+        return;
+    }
+
+    ngx_http_traffic_shift_zone_sync_claim(sr->mcf, split, claim, 1);
+
+    if (!json_is_true(json_object_get(json, "succeeded"))) {
+
+        if (what == NGX_HTTP_TS_SR_CLAIM) {
+            ngx_http_traffic_shift_sync_rollout_lost(sr, split,
+                                "another node drives a rollout of it, or "
+                                "its weights changed in the fleet");
+            return;
+        }
+
+        /* the key is gone: its lease expired, the fleet rolled back */
+
+        ngx_http_traffic_shift_sync_rollout_lost(sr, split,
+                                "its key in etcd expired, the other nodes "
+                                "put the weights from before it back");
+
+        ngx_memzero(claim, sizeof(claim));
+        ngx_http_traffic_shift_zone_sync_claim(sr->mcf, split, claim, 0);
+        return;
+    }
+
+    if (what == NGX_HTTP_TS_SR_RELEASE) {
+        ngx_memzero(claim, sizeof(claim));
+        ngx_http_traffic_shift_zone_sync_claim(sr->mcf, split, claim, 0);
+        return;
+    }
+
+    if (what == NGX_HTTP_TS_SR_CLAIM) {
+        ngx_log_error(NGX_LOG_NOTICE, e->log, 0,
+                      "traffic_shift \"%V\": this node drives the rollout "
+                      "in the fleet, generation %uL", &split->name, revision);
+        sr->claim[NGX_HTTP_TS_SR_KEY] = revision;
+        sr->collect = ngx_current_msec;
+    }
+
+    /*
+     * the weights pushed are applied here with etcd's revision (or were,
+     * by the watch); the generation routed by is the one written
+     */
+
+    (void) ngx_http_traffic_shift_zone_sync_apply(sr->mcf, split, sr->weights,
+                                                  revision,
+                                                  NGX_HTTP_TS_SRC_API,
+                                                  &change);
+
+    if (ngx_http_traffic_shift_zone_read(split, &w) != NGX_OK) {
+        return;
+    }
+
+    sr->claim[NGX_HTTP_TS_SR_GEN] = w.generation;
+    sr->renew[i] = 0;
+
+    ngx_http_traffic_shift_zone_sync_claim(sr->mcf, split, sr->claim, 0);
+}
+
+
+/* this node's rollout cannot be the fleet's: it ends here (aborted) */
+
+static void
+ngx_http_traffic_shift_sync_rollout_lost(
+    ngx_http_traffic_shift_sync_rollouts_t *sr,
+    ngx_http_traffic_shift_split_t *split, const char *why)
+{
+    u_char                           *p, text[NGX_HTTP_TS_RO_REASON_LEN];
+    ngx_http_traffic_shift_change_t   change;
+
+    p = ngx_snprintf(text, sizeof(text), "ended in the fleet: %s", why);
+
+    if (ngx_http_traffic_shift_zone_rollout_end(sr->mcf, split, 0,
+                                                NGX_HTTP_TS_RO_ABORTED, NULL,
+                                                text, p - text, 0, &change)
+        == NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, sr->etcd.log, 0,
+                      "traffic_shift \"%V\": rollout aborted, %*s; weights "
+                      "from before the rollout restored here, generation "
+                      "%ui", &split->name, p - text, text,
+                      change.new.generation);
+    }
+}
+
+
+/* the node keys: the other nodes' counters added up */
+
+static void
+ngx_http_traffic_shift_sync_rollout_collected(ngx_http_traffic_shift_etcd_t *e,
+    json_t *json)
+{
+    json_t                                  *nodes, *doc, *node;
+    size_t                                   i;
+    uint64_t                                 pid;
+    ngx_str_t                                n;
+    ngx_http_traffic_shift_sync_conf_t      *scf;
+    ngx_http_traffic_shift_sync_rollouts_t  *sr;
+
+    sr = e->data;
+    sr->what = NGX_HTTP_TS_SR_IDLE;
+    scf = sr->mcf->sync;
+
+    if (json == NULL || e->status != NGX_HTTP_OK) {
+        return;
+    }
+
+    nodes = ngx_http_traffic_shift_sync_nodes_json(e, json);
+
+    json_array_foreach(nodes, i, doc) {
+        node = json_object_get(doc, "node");
+
+        if (node == NULL || !json_is_string(node)
+            || ngx_http_traffic_shift_etcd_int(doc, "pid", &pid) != NGX_OK)
+        {
+            continue;
+        }
+
+        n.data = (u_char *) json_string_value(node);
+        n.len = json_string_length(node);
+
+        if (n.len == 0 || n.len > NGX_HTTP_TS_NODE_LEN
+            || (n.len == scf->node.len
+                && ngx_strncmp(n.data, scf->node.data, n.len) == 0))
+        {
+            continue;
+        }
+
+        ngx_http_traffic_shift_sync_rollout_counts(sr, doc, &n, pid);
+    }
+
+    json_decref(nodes);
+}
+
+
+/*
+ * A node's counters, {"upstreams":{"app":{"counts":{"canary":[errors,
+ * bucket 0, ...]}}}}: their increase since the last read is added to the
+ * zone for the upstreams whose rollout this node drives.  A node seen for
+ * the first time, or restarted (another pid, lower counters), counts from
+ * now.
+ */
+
+static void
+ngx_http_traffic_shift_sync_rollout_counts(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, json_t *doc,
+    ngx_str_t *node, uint64_t pid)
+{
+    json_t                              *counts, *arr;
+    uint64_t                             now[NGX_HTTP_TS_BUCKETS + 1];
+    uint64_t                             delta[NGX_HTTP_TS_BUCKETS + 1];
+    uint64_t                             n;
+    ngx_uint_t                           i, j, k, fresh;
+    ngx_http_traffic_shift_pool_t       *pool;
+    ngx_http_traffic_shift_split_t     **splitp;
+    ngx_http_traffic_shift_sync_seen_t  *seen, *s;
+
+    splitp = sr->mcf->splits.elts;
+
+    for (i = 0; i < sr->mcf->splits.nelts; i++) {
+        if (splitp[i]->sh == NULL || splitp[i]->sh->fleet_claim == 0
+            || splitp[i]->sh->rollout.state != NGX_HTTP_TS_RO_PROGRESSING)
+        {
+            continue;
+        }
+
+        counts = json_object_get(ngx_http_traffic_shift_sync_rollout_get(
+                                     json_object_get(doc, "upstreams"),
+                                     &splitp[i]->name),
+                                 "counts");
+        pool = splitp[i]->pools.elts;
+
+        for (j = 0; j < splitp[i]->pools.nelts; j++) {
+            arr = ngx_http_traffic_shift_sync_rollout_get(counts,
+                                                          &pool[j].name);
+
+            if (!json_is_array(arr)
+                || json_array_size(arr) != NGX_HTTP_TS_BUCKETS + 1)
+            {
+                continue;
+            }
+
+            for (k = 0; k <= NGX_HTTP_TS_BUCKETS; k++) {
+                now[k] = json_is_integer(json_array_get(arr, k))
+                         ? (uint64_t) json_integer_value(
+                                          json_array_get(arr, k))
+                         : 0;
+            }
+
+            seen = sr->seen.elts;
+            s = NULL;
+
+            for (k = 0; k < sr->seen.nelts; k++) {
+                if (seen[k].split == i && seen[k].pool == j
+                    && seen[k].len == node->len
+                    && ngx_strncmp(seen[k].node, node->data, node->len) == 0)
+                {
+                    s = &seen[k];
+                    break;
+                }
+            }
+
+            if (s == NULL) {
+                if (sr->seen.nelts >= NGX_HTTP_TS_SR_MAX_SEEN) {
+                    sr->seen.nelts = 0;
+                }
+
+                s = ngx_array_push(&sr->seen);
+                if (s == NULL) {
+                    return;
+                }
+
+                ngx_memcpy(s->node, node->data, node->len);
+                s->len = node->len;
+                s->split = i;
+                s->pool = j;
+                s->pid = pid;
+                ngx_memcpy(s->counts, now, sizeof(now));
+                continue;
+            }
+
+            fresh = (s->pid != pid);
+            n = 0;
+
+            for (k = 0; k <= NGX_HTTP_TS_BUCKETS; k++) {
+                fresh |= (now[k] < s->counts[k]);
+                delta[k] = now[k] - s->counts[k];
+                n += k ? delta[k] : 0;
+            }
+
+            s->pid = pid;
+            ngx_memcpy(s->counts, now, sizeof(now));
+
+            if (fresh || n == 0) {
+                continue;
+            }
+
+            ngx_http_traffic_shift_zone_sync_count(splitp[i], j, delta[0],
+                                                   &delta[1]);
+
+            if (j == splitp[i]->sh->rollout.pool) {
+                /* the fast abort: at most a window's worth, as a ratio */
+                k = ngx_max(splitp[i]->sh->rollout.fa_window, 1);
+
+                ngx_http_traffic_shift_zone_rollout_count(sr->mcf, splitp[i],
+                                   ngx_min(n, k),
+                                   (ngx_uint_t) (ngx_min(delta[0], n)
+                                                 * ngx_min(n, k) / n),
+                                   sr->etcd.log);
+            }
+        }
+    }
+}
+
+
+/* the index of an upstream by name, and the upstream; NGX_ERROR: none */
+
+static ngx_int_t
+ngx_http_traffic_shift_sync_rollout_index(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_str_t *name,
+    ngx_http_traffic_shift_split_t **split)
+{
+    ngx_uint_t                        i;
+    ngx_http_traffic_shift_split_t  **splitp;
+
+    splitp = sr->mcf->splits.elts;
+
+    for (i = 0; i < sr->mcf->splits.nelts; i++) {
+        if (splitp[i]->name.len == name->len
+            && ngx_strncmp(splitp[i]->name.data, name->data, name->len) == 0
+            && splitp[i]->sh)
+        {
+            *split = splitp[i];
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* obj[name], for a name that may not end in a null byte */
+
+static json_t *
+ngx_http_traffic_shift_sync_rollout_get(json_t *obj, ngx_str_t *name)
+{
+    u_char  buf[NGX_HTTP_TS_NODE_LEN * 4];
+
+    if (obj == NULL || name->len >= sizeof(buf)) {
+        return NULL;
+    }
+
+    ngx_memcpy(buf, name->data, name->len);
+    buf[name->len] = '\0';
+
+    return json_object_get(obj, (char *) buf);
+}

@@ -1,0 +1,206 @@
+#!/usr/bin/perl
+
+# Rollouts in fleet mode: a rollout started on node A is driven by A (its
+# key in etcd, under A's lease) and its steps' weights reach node B; B
+# refuses a rollout or a weight change of its own while it runs.  The
+# analysis adds up the nodes' counters: with every request sent through B
+# (none through A), A's rollout progresses and succeeds, and a canary that
+# fails on B is rolled back on both nodes.  A driver that dies (SIGKILL)
+# leaves the fleet when its lease expires, and B puts the weights from
+# before the rollout back.  With etcd down, a rollout is refused (503).
+
+use strict;
+use warnings;
+
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Time::HiRes qw(time sleep);
+use JSON::PP ();
+use TSTest;
+use TSEtcd;
+
+TSEtcd::require_etcd();
+
+my %node;
+$node{a} = TSTest->new(name => 'roll_a', workers => 2);
+$node{a}->backend($_) for qw(fr_blue fr_canary);
+$node{b} = TSTest->new(name => 'roll_b', workers => 1);
+my $etcd = TSEtcd->new($node{a});
+my $url = $etcd->url;
+
+for my $n (qw(a b)) {
+    $node{$n}->write_config(<<"EOF");
+http {
+    traffic_shift_zone shift 1m;
+    traffic_shift_sync $url node=$n timeout=1s;
+    upstream u_blue   { server 127.0.0.1:%%PORT_fr_blue%%; }
+    upstream u_canary { server 127.0.0.1:%%PORT_fr_canary%%; }
+    traffic_shift app { pool blue u_blue weight=100; pool canary u_canary; }
+    server {
+        listen 127.0.0.1:%%PORT_${n}_main%%;
+        location / { proxy_pass http://app; }
+    }
+    server {
+        listen 127.0.0.1:%%PORT_${n}_api%%;
+        location /traffic/ { traffic_shift_api write=on; }
+    }
+}
+EOF
+    $node{$n}->start;
+}
+
+sub api {
+    my ($n, $method, $path, $json) = @_;
+    return $node{$n}->http($method, "/traffic$path", port => "${n}_api",
+                           quiet => 1, $json ? (json => $json) : ());
+}
+
+sub ups { api($_[0], 'GET', '/upstreams/app')->{json} }
+
+# polls COND until it holds or TIMEOUT seconds pass; returns the time taken
+sub wait_for {
+    my ($cond, $timeout, $what) = @_;
+    my $start = time;
+    while (time - $start < $timeout) {
+        return time - $start if $cond->();
+        sleep 0.02;
+    }
+    diag("timed out after ${timeout}s waiting for $what");
+    return undef;
+}
+
+# sends requests through node N until COND holds (checked every 10)
+sub traffic_until {
+    my ($n, $cond, $timeout, $what) = @_;
+    my $start = time;
+    my $i = 0;
+    while (time - $start < $timeout) {
+        return time - $start if $i++ % 10 == 0 && $cond->();
+        $node{$n}->http('GET', '/', port => "${n}_main", quiet => 1);
+    }
+    diag("timed out after ${timeout}s waiting for $what");
+    return undef;
+}
+
+my %rollout = (
+    pool => 'canary', baseline => ['blue'], steps => [10, 50, 100],
+    interval => '1s', min_requests => 20,
+    analysis => { max_error_ratio => 0.05 },
+    fast_abort => { error_ratio => 0.5, window => 20 },
+    max_hold => '30s',
+);
+
+ok(wait_for(sub { api('a', 'GET', '/fleet')->{status} == 200
+                  && @{api('a', 'GET', '/fleet')->{json}{nodes}} == 2 },
+            10, 'both nodes in the fleet'), 'A and B are in the fleet');
+
+# 1. started on A: A drives it, B follows its weights and refuses its own
+
+my $r = api('a', 'PUT', '/upstreams/app/rollout', \%rollout);
+is($r->{status}, 201, 'PUT rollout on A: 201') or diag($r->{body});
+
+ok(wait_for(sub { ups('b')->{weights}{canary} == 10 }, 3,
+            'step 1 on B'), 'B routes by step 1 (canary 10%)');
+ok(wait_for(sub { ups('b')->{generation} == ups('a')->{generation} }, 3,
+            'the same generation'), 'A and B at the same generation');
+
+my ($rec) = $etcd->get('/traffic-shift/rollouts/app');
+my $doc = $rec ? JSON::PP::decode_json($rec) : {};
+is($doc->{node}, 'a', 'the rollout\'s key in etcd names its driver, A');
+is($doc->{state}, 'progressing', 'and says it progresses');
+
+$r = api('b', 'PUT', '/upstreams/app/rollout', \%rollout);
+is($r->{status}, 409, 'PUT rollout on B meanwhile: 409');
+is($r->{json}{error}{code}, 'rollout_in_progress', 'rollout_in_progress');
+like($r->{json}{error}{text}, qr/node "a"/, 'naming the driving node');
+
+$r = api('b', 'PATCH', '/upstreams/app',
+         { weights => { blue => 50, canary => 50 } });
+is($r->{status}, 409, 'PATCH weights on B meanwhile: 409');
+is($r->{json}{error}{code}, 'rollout_in_progress', 'rollout_in_progress');
+
+# 2. every request through B: A's analysis counts B's responses
+
+my $took = traffic_until('b', sub {
+    my $d = api('a', 'GET', '/upstreams/app/rollout')->{json};
+    $d->{state} ne 'progressing';
+}, 30, 'the rollout to end');
+ok(defined $took, 'the rollout ended, with traffic through B only');
+
+$doc = api('a', 'GET', '/upstreams/app/rollout')->{json};
+is($doc->{state}, 'succeeded', 'it succeeded') or diag(explain($doc));
+is(scalar @{$doc->{history} // []}, 3, 'three steps');
+ok(!grep({ $_->{pool}{responses} < 20 } @{$doc->{history} // []}),
+   'each step counted at least min_requests responses of B');
+
+ok(wait_for(sub { ups('b')->{weights}{canary} == 100 }, 3, 'the last step'),
+   'B routes by the last step');
+ok(wait_for(sub { !defined(($etcd->get('/traffic-shift/rollouts/app'))[0]) },
+            3, 'the key deleted'),
+   'the rollout\'s key is deleted after its end');
+
+# 3. a canary failing on B: rolled back in the fleet
+
+$r = api('a', 'PATCH', '/upstreams/app',
+         { weights => { blue => 100, canary => 0 } });
+is($r->{status}, 200, 'weights back to blue on A') or diag($r->{body});
+ok(wait_for(sub { ups('b')->{weights}{blue} == 100 }, 3, 'blue on B'),
+   'and on B');
+
+$r = api('a', 'PUT', '/upstreams/app/rollout', \%rollout);
+is($r->{status}, 201, 'a second rollout on A: 201') or diag($r->{body});
+ok(wait_for(sub { ups('b')->{weights}{canary} == 10 }, 3, 'step 1 on B'),
+   'B at step 1');
+
+$node{a}->set_backend('fr_canary', failing => 1);
+
+$took = traffic_until('b', sub { ups('b')->{weights}{canary} == 0 }, 15,
+                      'the rollback on B');
+ok(defined $took, 'the canary failing on B: rolled back');
+$node{a}->set_backend('fr_canary', failing => 0);
+
+$doc = api('a', 'GET', '/upstreams/app/rollout')->{json};
+is($doc->{state}, 'rolled_back', 'A says rolled back');
+like($doc->{reason} // '', qr/fast abort|failed/, 'with the reason')
+    or diag($doc->{reason});
+diag(sprintf('rollback seen on B %.2f s after the canary failed', $took))
+    if defined $took;
+cmp_ok($took // 99, '<', 5, 'within seconds of the first errors');
+
+# 4. the driver dies: B puts the weights from before back
+
+ok(wait_for(sub { !defined(($etcd->get('/traffic-shift/rollouts/app'))[0]) },
+            3, 'the key deleted'), 'no rollout key');
+
+$r = api('a', 'PUT', '/upstreams/app/rollout',
+         { %rollout, interval => '60s' });
+is($r->{status}, 201, 'a third rollout on A') or diag($r->{body});
+ok(wait_for(sub { ups('b')->{weights}{canary} == 10 }, 3, 'step 1 on B'),
+   'B at step 1');
+
+$node{a}->kill9;
+
+$took = wait_for(sub { ups('b')->{weights}{canary} == 0 }, 12,
+                 'B restoring the weights');
+ok(defined $took, 'A killed: B puts the weights from before back');
+cmp_ok($took // 99, '<', 8, sprintf('within the lease and a second '
+                                    . '(%.1f s)', $took // 99));
+like($node{b}->error_log, qr/node "a" driving a rollout left the fleet/,
+     'B says why');
+is_deeply(ups('b')->{weights}, { blue => 100, canary => 0 },
+          'B: blue 100, canary 0');
+
+# 5. etcd down: a rollout needs it
+
+$etcd->stop;
+ok(wait_for(sub { api('b', 'PUT', '/upstreams/app/rollout',
+                      \%rollout)->{status} == 503 }, 8, '503'),
+   'etcd stopped: PUT rollout on B answers 503');
+$r = api('b', 'PUT', '/upstreams/app/rollout', \%rollout);
+is($r->{json}{error}{code}, 'sync_unavailable', 'sync_unavailable');
+is(ups('b')->{weights}{canary}, 0, 'nothing started');
+
+$node{b}->stop;
+
+done_testing();
