@@ -100,6 +100,8 @@ struct ngx_http_traffic_shift_etcd_s {
 ngx_int_t ngx_http_traffic_shift_etcd_start(ngx_http_traffic_shift_etcd_t *e,
     const char *path, u_char *body, size_t len);
 void ngx_http_traffic_shift_etcd_close(ngx_http_traffic_shift_etcd_t *e);
+
+/* ngx_http_traffic_shift_etcd_json.c: etcd's JSON */
 json_t *ngx_http_traffic_shift_etcd_b64(ngx_pool_t *pool, u_char *data,
     size_t len);
 ngx_int_t ngx_http_traffic_shift_etcd_unb64(ngx_pool_t *pool, json_t *json,
