@@ -25,7 +25,15 @@
 
 #define NGX_HTTP_TS_ETCD_IN_SIZE     16384
 
+/* a watch's answer, not the authentication before it */
+#define ngx_http_traffic_shift_etcd_streaming(e)                             \
+    ((e)->stream && !(e)->authenticating)
 
+
+static ngx_int_t ngx_http_traffic_shift_etcd_send(
+    ngx_http_traffic_shift_etcd_t *e);
+static ngx_int_t ngx_http_traffic_shift_etcd_request(
+    ngx_http_traffic_shift_etcd_t *e);
 static void ngx_http_traffic_shift_etcd_write(ngx_event_t *wev);
 static void ngx_http_traffic_shift_etcd_read(ngx_event_t *rev);
 static ngx_int_t ngx_http_traffic_shift_etcd_parse(
@@ -37,6 +45,8 @@ static ngx_int_t ngx_http_traffic_shift_etcd_append(
 static ngx_int_t ngx_http_traffic_shift_etcd_lines(
     ngx_http_traffic_shift_etcd_t *e);
 static void ngx_http_traffic_shift_etcd_done(ngx_http_traffic_shift_etcd_t *e);
+static ngx_int_t ngx_http_traffic_shift_etcd_authorized(
+    ngx_http_traffic_shift_etcd_t *e, json_t *json);
 static void ngx_http_traffic_shift_etcd_fail(ngx_http_traffic_shift_etcd_t *e,
     const char *error);
 static void ngx_http_traffic_shift_etcd_dummy(ngx_event_t *ev);
@@ -52,11 +62,63 @@ ngx_int_t
 ngx_http_traffic_shift_etcd_start(ngx_http_traffic_shift_etcd_t *e,
     const char *path, u_char *body, size_t len)
 {
-    size_t             size;
-    ngx_int_t          rc;
-    ngx_connection_t  *c;
-
     ngx_http_traffic_shift_etcd_close(e);
+
+    e->serial++;
+    e->error = NULL;
+    e->reauthenticated = 0;
+
+    e->pool = ngx_create_pool(4096, e->log);
+    if (e->pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    e->in = ngx_create_temp_buf(e->pool, NGX_HTTP_TS_ETCD_IN_SIZE);
+    if (e->in == NULL) {
+        ngx_http_traffic_shift_etcd_close(e);
+        return NGX_ERROR;
+    }
+
+    e->path.data = (u_char *) path;
+    e->path.len = ngx_strlen(path);
+    e->request.data = body;
+    e->request.len = len;
+
+    if (e->endpoint->auth) {
+        /* sent later, after the authentication */
+        e->path.data = ngx_pstrdup(e->pool, &e->path);
+        e->request.data = ngx_pnalloc(e->pool, len + 1);
+
+        if (e->path.data == NULL || e->request.data == NULL) {
+            ngx_http_traffic_shift_etcd_close(e);
+            return NGX_ERROR;
+        }
+
+        if (len) {
+            ngx_memcpy(e->request.data, body, len);
+        }
+    }
+
+    return ngx_http_traffic_shift_etcd_send(e);
+}
+
+
+/*
+ * the request, or the authentication before it, on a new connection;
+ * NGX_DECLINED: it cannot connect ("error" says it)
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_etcd_send(ngx_http_traffic_shift_etcd_t *e)
+{
+    ngx_int_t                            rc;
+    ngx_connection_t                    *c;
+    ngx_http_traffic_shift_etcd_auth_t  *auth;
+
+    if (e->pc.connection) {
+        ngx_http_traffic_shift_close_connection(e->pc.connection);
+        e->pc.connection = NULL;
+    }
 
     e->serial++;
     e->state = NGX_HTTP_TS_ETCD_HEADER;
@@ -65,35 +127,21 @@ ngx_http_traffic_shift_etcd_start(ngx_http_traffic_shift_etcd_t *e,
     e->len = 0;
     e->size = 0;
     e->body = NULL;
-    e->error = NULL;
     e->sent = 0;
     e->connected = 0;
+    e->busy = 0;
+    e->in->pos = e->in->start;
+    e->in->last = e->in->start;
 
-    e->pool = ngx_create_pool(4096, e->log);
-    if (e->pool == NULL) {
-        return NGX_ERROR;
-    }
+    auth = e->endpoint->auth;
 
-    size = sizeof("POST  HTTP/1.1" CRLF "Host: " CRLF
-                  "Content-Type: application/json" CRLF
-                  "Content-Length: " CRLF "Connection: close" CRLF CRLF) - 1
-           + ngx_strlen(path) + e->endpoint->name.len + NGX_SIZE_T_LEN + len;
+    e->authenticating = (auth && auth->token_len == 0);
+    e->token = (auth && auth->token_len);
 
-    e->out = ngx_create_temp_buf(e->pool, size);
-    e->in = ngx_create_temp_buf(e->pool, NGX_HTTP_TS_ETCD_IN_SIZE);
-
-    if (e->out == NULL || e->in == NULL) {
+    if (ngx_http_traffic_shift_etcd_request(e) != NGX_OK) {
         ngx_http_traffic_shift_etcd_close(e);
         return NGX_ERROR;
     }
-
-    e->out->last = ngx_sprintf(e->out->last,
-                               "POST %s HTTP/1.1" CRLF "Host: %V" CRLF
-                               "Content-Type: application/json" CRLF
-                               "Content-Length: %uz" CRLF "%s" CRLF,
-                               path, &e->endpoint->name, len,
-                               e->stream ? "" : "Connection: close" CRLF);
-    e->out->last = ngx_cpymem(e->out->last, body, len);
 
     ngx_memzero(&e->pc, sizeof(ngx_peer_connection_t));
 
@@ -132,6 +180,72 @@ ngx_http_traffic_shift_etcd_start(ngx_http_traffic_shift_etcd_t *e,
 
     if (rc == NGX_OK) {
         ngx_http_traffic_shift_etcd_write(c->write);
+    }
+
+    return NGX_OK;
+}
+
+
+/* "out": the POST, with the token if there is one; never logged */
+
+static ngx_int_t
+ngx_http_traffic_shift_etcd_request(ngx_http_traffic_shift_etcd_t *e)
+{
+    size_t                               size;
+    ngx_str_t                            path, body;
+    ngx_http_traffic_shift_etcd_auth_t  *auth;
+
+    auth = e->endpoint->auth;
+
+    if (e->authenticating) {
+        ngx_str_set(&path, "/v3/auth/authenticate");
+
+        if (ngx_http_traffic_shift_etcd_auth_body(e->pool, auth, &body)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else {
+        path = e->path;
+        body = e->request;
+    }
+
+    size = sizeof("POST  HTTP/1.1" CRLF "Host: " CRLF
+                  "Content-Type: application/json" CRLF
+                  "Content-Length: " CRLF "Connection: close" CRLF CRLF) - 1
+           + path.len + e->endpoint->name.len + NGX_SIZE_T_LEN + body.len;
+
+    if (e->token) {
+        size += sizeof("Authorization: " CRLF) - 1 + auth->token_len;
+    }
+
+    e->out = ngx_create_temp_buf(e->pool, size);
+    if (e->out == NULL) {
+        return NGX_ERROR;
+    }
+
+    e->out->last = ngx_sprintf(e->out->last,
+                               "POST %V HTTP/1.1" CRLF "Host: %V" CRLF
+                               "Content-Type: application/json" CRLF
+                               "Content-Length: %uz" CRLF,
+                               &path, &e->endpoint->name, body.len);
+
+    if (e->token) {
+        e->out->last = ngx_sprintf(e->out->last, "Authorization: %*s" CRLF,
+                                   auth->token_len, auth->token);
+    }
+
+    if (!ngx_http_traffic_shift_etcd_streaming(e)) {
+        e->out->last = ngx_cpymem(e->out->last, "Connection: close" CRLF,
+                                  sizeof("Connection: close" CRLF) - 1);
+    }
+
+    *e->out->last++ = CR;
+    *e->out->last++ = LF;
+
+    if (body.len) {
+        e->out->last = ngx_cpymem(e->out->last, body.data, body.len);
     }
 
     return NGX_OK;
@@ -217,7 +331,8 @@ ngx_http_traffic_shift_etcd_write(ngx_event_t *wev)
         b->pos += n;
     }
 
-    e->sent = 1;
+    /* the authentication is not the request: not sent yet */
+    e->sent = !e->authenticating;
     wev->handler = ngx_http_traffic_shift_etcd_dummy;
 
     if (wev->timer_set) {
@@ -455,7 +570,9 @@ ngx_http_traffic_shift_etcd_read(ngx_event_t *rev)
 
     /* a watch may stay quiet for long: only its header is timed */
 
-    if (!e->stream || e->state == NGX_HTTP_TS_ETCD_HEADER) {
+    if (!ngx_http_traffic_shift_etcd_streaming(e)
+        || e->state == NGX_HTTP_TS_ETCD_HEADER)
+    {
         ngx_add_timer(rev, e->timeout);
     }
 }
@@ -511,7 +628,7 @@ ngx_http_traffic_shift_etcd_parse(ngx_http_traffic_shift_etcd_t *e)
 
             e->rest -= n;
 
-            if (e->stream
+            if (ngx_http_traffic_shift_etcd_streaming(e)
                 && ngx_http_traffic_shift_etcd_lines(e) != NGX_OK)
             {
                 return NGX_ERROR;
@@ -713,6 +830,14 @@ ngx_http_traffic_shift_etcd_lines(ngx_http_traffic_shift_etcd_t *e)
                 return NGX_ERROR;
             }
 
+            if (e->token
+                && ngx_http_traffic_shift_etcd_authorized(e, json) != NGX_OK)
+            {
+                /* authenticating again, or failed */
+                json_decref(json);
+                return NGX_OK;
+            }
+
             e->handler(e, json);
             json_decref(json);
 
@@ -740,7 +865,7 @@ ngx_http_traffic_shift_etcd_done(ngx_http_traffic_shift_etcd_t *e)
     json_t        *json;
     json_error_t   error;
 
-    if (e->stream) {
+    if (ngx_http_traffic_shift_etcd_streaming(e)) {
         ngx_http_traffic_shift_etcd_fail(e, "the stream ended");
         return;
     }
@@ -755,11 +880,83 @@ ngx_http_traffic_shift_etcd_done(ngx_http_traffic_shift_etcd_t *e)
         return;
     }
 
+    if (e->endpoint->auth
+        && ngx_http_traffic_shift_etcd_authorized(e, json) != NGX_OK)
+    {
+        /* the request sent after the authentication, or failed */
+        json_decref(json);
+        return;
+    }
+
     ngx_http_traffic_shift_etcd_close(e);
 
     e->handler(e, json);
 
     json_decref(json);
+}
+
+
+/*
+ * with user and password: the answer to the authentication sends the
+ * request; a token etcd no longer knows (expired) is taken again once.
+ * NGX_OK: the answer is the handler's; NGX_DONE: sent again, or failed.
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_etcd_authorized(ngx_http_traffic_shift_etcd_t *e,
+    json_t *json)
+{
+    const char                          *error;
+    ngx_http_traffic_shift_etcd_auth_t  *auth;
+
+    auth = e->endpoint->auth;
+
+    if (e->authenticating) {
+        error = ngx_http_traffic_shift_etcd_auth_token(auth, e->status, json,
+                                                       e->log,
+                                                       &e->endpoint->name);
+        if (error) {
+            ngx_http_traffic_shift_etcd_fail(e, error);
+            return NGX_DONE;
+        }
+
+    } else if (e->token) {
+        switch (ngx_http_traffic_shift_etcd_auth_check(e->status, json)) {
+
+        case NGX_HTTP_TS_ETCD_AUTH_EXPIRED:
+            auth->token_len = 0;
+
+            if (e->reauthenticated) {
+                ngx_http_traffic_shift_etcd_fail(e, "authentication failed");
+                return NGX_DONE;
+            }
+
+            ngx_log_error(NGX_LOG_INFO, e->log, 0,
+                          "traffic_shift_sync: etcd \"%V\" no longer knows "
+                          "the token of user \"%V\", authenticating again",
+                          &e->endpoint->name, &auth->user);
+
+            e->reauthenticated = 1;
+            break;
+
+        case NGX_HTTP_TS_ETCD_AUTH_DENIED:
+            ngx_http_traffic_shift_etcd_fail(e, "permission denied");
+            return NGX_DONE;
+
+        default: /* NGX_HTTP_TS_ETCD_AUTH_OK */
+            return NGX_OK;
+        }
+
+    } else {
+        return NGX_OK;
+    }
+
+    if (ngx_http_traffic_shift_etcd_send(e) != NGX_OK) {
+        ngx_http_traffic_shift_etcd_fail(e, e->error ? e->error
+                                                     : "no memory");
+    }
+
+    return NGX_DONE;
 }
 
 
@@ -777,194 +974,4 @@ ngx_http_traffic_shift_etcd_fail(ngx_http_traffic_shift_etcd_t *e,
 static void
 ngx_http_traffic_shift_etcd_dummy(ngx_event_t *ev)
 {
-}
-
-
-/* a byte string as etcd's JSON wants it: base64 */
-
-json_t *
-ngx_http_traffic_shift_etcd_b64(ngx_pool_t *pool, u_char *data, size_t len)
-{
-    ngx_str_t  src, dst;
-
-    src.data = data;
-    src.len = len;
-
-    dst.data = ngx_pnalloc(pool, ngx_base64_encoded_length(len));
-    if (dst.data == NULL) {
-        return NULL;
-    }
-
-    ngx_encode_base64(&dst, &src);
-
-    return json_stringn((char *) dst.data, dst.len);
-}
-
-
-ngx_int_t
-ngx_http_traffic_shift_etcd_unb64(ngx_pool_t *pool, json_t *json,
-    ngx_str_t *out)
-{
-    ngx_str_t  src;
-
-    if (json == NULL) {
-        out->len = 0;
-        out->data = (u_char *) "";
-        return NGX_OK;
-    }
-
-    if (!json_is_string(json)) {
-        return NGX_ERROR;
-    }
-
-    src.data = (u_char *) json_string_value(json);
-    src.len = json_string_length(json);
-
-    out->data = ngx_pnalloc(pool, ngx_base64_decoded_length(src.len) + 1);
-    if (out->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    return ngx_decode_base64(out, &src);
-}
-
-
-/* etcd's 64-bit numbers are JSON strings; absent is 0 */
-
-ngx_int_t
-ngx_http_traffic_shift_etcd_int(json_t *json, const char *key,
-    uint64_t *value)
-{
-    off_t        n;
-    json_t      *v;
-    const char  *s;
-
-    *value = 0;
-
-    v = json ? json_object_get(json, key) : NULL;
-
-    if (v == NULL) {
-        return NGX_OK;
-    }
-
-    if (json_is_integer(v) && json_integer_value(v) >= 0) {
-        *value = json_integer_value(v);
-        return NGX_OK;
-    }
-
-    if (!json_is_string(v)) {
-        return NGX_ERROR;
-    }
-
-    s = json_string_value(v);
-
-    n = ngx_atoof((u_char *) s, ngx_strlen(s));
-    if (n < 0) {
-        return NGX_ERROR;
-    }
-
-    *value = n;
-
-    return NGX_OK;
-}
-
-
-/* a JSON document, compact, in the pool; the document is released */
-
-ngx_int_t
-ngx_http_traffic_shift_etcd_json(ngx_pool_t *pool, json_t *json,
-    ngx_str_t *body)
-{
-    char  *s;
-
-    if (json == NULL) {
-        return NGX_ERROR;
-    }
-
-    s = json_dumps(json, JSON_COMPACT);
-    json_decref(json);
-
-    if (s == NULL) {
-        return NGX_ERROR;
-    }
-
-    body->len = ngx_strlen(s);
-    body->data = ngx_pnalloc(pool, body->len);
-
-    if (body->data) {
-        ngx_memcpy(body->data, s, body->len);
-    }
-
-    free(s);
-
-    return body->data ? NGX_OK : NGX_ERROR;
-}
-
-
-/* PREFIX + what + name */
-
-ngx_int_t
-ngx_http_traffic_shift_etcd_key(ngx_pool_t *pool, ngx_str_t *prefix,
-    const char *what, ngx_str_t *name, ngx_str_t *key)
-{
-    u_char  *p;
-    size_t   len;
-
-    len = ngx_strlen(what);
-
-    p = ngx_pnalloc(pool, prefix->len + len + name->len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    key->data = p;
-    key->len = prefix->len + len + name->len;
-
-    p = ngx_cpymem(p, prefix->data, prefix->len);
-    p = ngx_cpymem(p, what, len);
-
-    if (name->len) {
-        ngx_memcpy(p, name->data, name->len);
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * {"key": PREFIX FROM, "range_end": PREFIX TO with its last byte + 1}:
- * every key from PREFIX FROM to the last under PREFIX TO (TO NULL: FROM),
- * for a range or a watch; NULL on failure
- */
-
-json_t *
-ngx_http_traffic_shift_etcd_range(ngx_pool_t *pool, ngx_str_t *prefix,
-    const char *from, const char *to)
-{
-    ngx_str_t  key, end, none;
-
-    ngx_str_null(&none);
-
-    if (to == NULL) {
-        to = from;
-    }
-
-    if (ngx_http_traffic_shift_etcd_key(pool, prefix, from, &none, &key)
-        != NGX_OK
-        || ngx_http_traffic_shift_etcd_key(pool, prefix, to, &none, &end)
-           != NGX_OK
-        || key.len == 0
-        || end.len == 0)
-    {
-        return NULL;
-    }
-
-    end.data[end.len - 1]++;
-
-    return json_pack("{s:o,s:o}",
-                     "key", ngx_http_traffic_shift_etcd_b64(pool, key.data,
-                                                            key.len),
-                     "range_end", ngx_http_traffic_shift_etcd_b64(pool,
-                                                                  end.data,
-                                                                  end.len));
 }

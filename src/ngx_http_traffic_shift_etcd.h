@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_traffic_shift.h"
+#include "ngx_http_traffic_shift_etcd_auth.h"
 
 #include <jansson.h>
 
@@ -22,6 +23,10 @@
  * NULL when the stream ends.  NULL means a failure, with "error" set and
  * the connection closed.  A handler may close the request, and may start
  * another one with the same structure.
+ *
+ * With user and password (the endpoint's "auth"), a request without a
+ * token first authenticates; one answered "invalid auth token" (expired)
+ * authenticates again and is sent once more.  The callers see neither.
  */
 
 
@@ -43,6 +48,9 @@ typedef struct {
     /* https://: the certificate is checked against the CA and the host */
     ngx_ssl_t                           *ssl;
 #endif
+
+    /* user=, password_file=: the user, its password, the token */
+    ngx_http_traffic_shift_etcd_auth_t  *auth;
 
     unsigned                             https:1;
 } ngx_http_traffic_shift_etcd_endpoint_t;
@@ -75,7 +83,14 @@ struct ngx_http_traffic_shift_etcd_s {
 
     const char                          *error;
 
+    /* with auth: the request, kept in the pool while authenticating */
+    ngx_str_t                            path;
+    ngx_str_t                            request;
+
     unsigned                             stream:1;
+    unsigned                             authenticating:1;
+    unsigned                             token:1;       /* carries one */
+    unsigned                             reauthenticated:1;
     unsigned                             sent:1;
     unsigned                             connected:1;
     unsigned                             busy:1;
@@ -85,6 +100,8 @@ struct ngx_http_traffic_shift_etcd_s {
 ngx_int_t ngx_http_traffic_shift_etcd_start(ngx_http_traffic_shift_etcd_t *e,
     const char *path, u_char *body, size_t len);
 void ngx_http_traffic_shift_etcd_close(ngx_http_traffic_shift_etcd_t *e);
+
+/* ngx_http_traffic_shift_etcd_json.c: etcd's JSON */
 json_t *ngx_http_traffic_shift_etcd_b64(ngx_pool_t *pool, u_char *data,
     size_t len);
 ngx_int_t ngx_http_traffic_shift_etcd_unb64(ngx_pool_t *pool, json_t *json,

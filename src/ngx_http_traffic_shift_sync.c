@@ -62,6 +62,8 @@ static char *ngx_http_traffic_shift_sync_option(ngx_conf_t *cf,
     ngx_http_traffic_shift_sync_conf_t *scf, ngx_str_t *value);
 static char *ngx_http_traffic_shift_sync_endpoint(ngx_conf_t *cf,
     ngx_http_traffic_shift_sync_conf_t *scf, ngx_str_t *value);
+static char *ngx_http_traffic_shift_sync_auth(ngx_conf_t *cf,
+    ngx_http_traffic_shift_sync_conf_t *scf);
 static char *ngx_http_traffic_shift_sync_tls(ngx_conf_t *cf,
     ngx_http_traffic_shift_sync_conf_t *scf);
 static void ngx_http_traffic_shift_sync_timer(ngx_event_t *ev);
@@ -86,6 +88,7 @@ static void ngx_http_traffic_shift_sync_upstream(
 /*
  * traffic_shift_sync http[s]://HOST:PORT ... [prefix=P] [node=N]
  *                    [timeout=T] [ssl_ca=F] [ssl_cert=F ssl_key=F]
+ *                    [user=NAME password_file=F]
  */
 
 char *
@@ -145,7 +148,9 @@ ngx_http_traffic_shift_sync(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_traffic_shift_sync_tls(cf, scf) != NGX_CONF_OK) {
+    if (ngx_http_traffic_shift_sync_tls(cf, scf) != NGX_CONF_OK
+        || ngx_http_traffic_shift_sync_auth(cf, scf) != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -229,6 +234,21 @@ ngx_http_traffic_shift_sync_option(ngx_conf_t *cf,
         return NGX_CONF_OK;
     }
 
+    if (ngx_strncmp(value->data, "user=", 5) == 0) {
+        s.data = value->data + 5;
+        s.len = value->len - 5;
+
+        if (s.len == 0 || s.len > 256) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid user \"%V\" in traffic_shift_sync, "
+                               "expected 1 to 256 characters", &s);
+            return NGX_CONF_ERROR;
+        }
+
+        scf->user = s;
+        return NGX_CONF_OK;
+    }
+
     if (ngx_strncmp(value->data, "ssl_ca=", 7) == 0) {
         file = &scf->ssl_ca;
         s.data = value->data + 7;
@@ -240,6 +260,10 @@ ngx_http_traffic_shift_sync_option(ngx_conf_t *cf,
     } else if (ngx_strncmp(value->data, "ssl_key=", 8) == 0) {
         file = &scf->ssl_key;
         s.data = value->data + 8;
+
+    } else if (ngx_strncmp(value->data, "password_file=", 14) == 0) {
+        file = &scf->password_file;
+        s.data = value->data + 14;
 
     } else {
         return NGX_CONF_UNSET_PTR;
@@ -255,6 +279,38 @@ ngx_http_traffic_shift_sync_option(ngx_conf_t *cf,
     }
 
     *file = s;
+
+    return NGX_CONF_OK;
+}
+
+
+/* user= and password_file=: every endpoint authenticates, with a token each */
+
+static char *
+ngx_http_traffic_shift_sync_auth(ngx_conf_t *cf,
+    ngx_http_traffic_shift_sync_conf_t *scf)
+{
+    ngx_str_t                                password;
+    ngx_uint_t                               i;
+    ngx_http_traffic_shift_etcd_endpoint_t  *ep;
+
+    if (ngx_http_traffic_shift_etcd_auth_conf(cf, &scf->user,
+                                              &scf->password_file, &password)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ep = scf->endpoints.elts;
+
+    for (i = 0; password.len && i < scf->endpoints.nelts; i++) {
+        ep[i].auth = ngx_http_traffic_shift_etcd_auth_create(cf->pool,
+                                                             &scf->user,
+                                                             &password);
+        if (ep[i].auth == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     return NGX_CONF_OK;
 }
@@ -391,8 +447,8 @@ ngx_http_traffic_shift_sync_endpoint(ngx_conf_t *cf,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\" in traffic_shift_sync, "
                            "expected \"http[s]://HOST:PORT\", \"prefix=\", "
-                           "\"node=\", \"timeout=\" or \"ssl_...=\"",
-                           value);
+                           "\"node=\", \"timeout=\", \"ssl_...=\", "
+                           "\"user=\" or \"password_file=\"", value);
         return NGX_CONF_ERROR;
     }
 

@@ -28,6 +28,10 @@ typedef struct {
     ngx_ssl_t                            *ssl;
 #endif
 
+    /* etcd's user and password authentication: the user, the file */
+    ngx_str_t                             user;
+    ngx_str_t                             password_file;
+
     /* per worker: the watch, in every worker (one holds the lease) */
     void                                 *watch;
 } ngx_http_traffic_shift_sync_conf_t;

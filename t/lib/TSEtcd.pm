@@ -16,6 +16,10 @@ package TSEtcd;
 #   $etcd->url;                          # http://127.0.0.1:PORT
 #   my @members = TSEtcd->cluster($t, 3);  # a 3-member cluster
 #   $member->is_leader; $member->kill9;
+#   TSEtcd->new($t, args => ['--auth-token-ttl', 2]);  # more etcd flags
+#   $etcd->enable_auth('ts', 'secret');  # users and roles, auth enabled;
+#                                        # call/put/get then go as root
+#   $etcd->etcdctl('user', 'add', 'x:y');  # etcdctl as root
 
 use strict;
 use warnings;
@@ -44,6 +48,7 @@ sub new {
     my ($class, $t, %o) = @_;
     my $self = $class->_member($t, $o{name} // 'etcd');
     $self->{tls} = $o{tls};
+    $self->{args} = $o{args};
     $self->{cluster} = "$self->{name}=http://127.0.0.1:$self->{peer}";
     $self->start;
     return $self;
@@ -111,6 +116,7 @@ sub _spawn {
              '--initial-cluster', $self->{cluster},
              '--initial-cluster-token', "ts-$self->{parent}",
              $self->_tls_args,
+             @{ $self->{args} // [] },
              '--log-level', 'warn')
             or POSIX::_exit(127);
     }
@@ -191,12 +197,63 @@ END { $_->stop for @RUNNING }
 
 sub call {
     my ($self, $path, $req) = @_;
-    my $r = $self->{http}->post($self->url . $path, {
-        content => $self->{json}->encode($req),
-        headers => { 'Content-Type' => 'application/json' },
-    });
+    my $r = $self->_post($path, $req);
+    if ($r->{status} == 401 && $self->{root}) {
+        # an expired token (enable_auth): once more with a new one
+        delete $self->{token};
+        $r = $self->_post($path, $req);
+    }
     croak "TSEtcd: $path: $r->{status} $r->{content}" unless $r->{success};
     return decode_json($r->{content});
+}
+
+sub _post {
+    my ($self, $path, $req) = @_;
+    my %headers = ('Content-Type' => 'application/json');
+    if ($self->{root} && $path ne '/v3/auth/authenticate') {
+        $self->{token} //= $self->call('/v3/auth/authenticate',
+            { name => 'root', password => $self->{root} })->{token};
+        $headers{Authorization} = $self->{token};
+    }
+    return $self->{http}->post($self->url . $path, {
+        content => $self->{json}->encode($req), headers => \%headers });
+}
+
+# etcdctl against this member, as root once auth is enabled; its output
+sub etcdctl {
+    my ($self, @args) = @_;
+    croak 'TSEtcd: etcdctl without TLS only' if $self->{tls};
+    my @user = $self->{root} ? ("--user=root:$self->{root}") : ();
+    local $ENV{ETCDCTL_API} = 3;
+    my $pid = open(my $fh, '-|') // croak "TSEtcd: fork: $!";
+    if ($pid == 0) {
+        open(STDERR, '>&', \*STDOUT);
+        exec('etcdctl', "--endpoints=${\ $self->url}", '--dial-timeout=2s',
+             @user, @args) or POSIX::_exit(127);
+    }
+    my $out = do { local $/; <$fh> } // '';
+    close $fh;
+    croak "TSEtcd: etcdctl @args: $out" if $?;
+    return $out;
+}
+
+# etcd's authentication: root (password "root-PID"), USER with PASSWORD
+# and a role that may read and write every key under PREFIX (default
+# /traffic-shift/), then "auth enable"; call, put and get then go as root
+sub enable_auth {
+    my ($self, $user, $password, $prefix) = @_;
+    $prefix //= '/traffic-shift/';
+    my $root = "root-$$";
+    $self->etcdctl('user', 'add', "root:$root");
+    $self->etcdctl('user', 'grant-role', 'root', 'root');
+    $self->etcdctl('user', 'add', "$user:$password");
+    $self->etcdctl('role', 'add', "$user-rw");
+    $self->etcdctl('role', 'grant-permission', "$user-rw", 'readwrite',
+                   '--prefix=true', $prefix);
+    $self->etcdctl('user', 'grant-role', $user, "$user-rw");
+    $self->etcdctl('auth', 'enable');
+    $self->{root} = $root;
+    return $self;
 }
 
 sub _b64 { encode_base64($_[0], '') }
