@@ -315,6 +315,24 @@ ngx_http_traffic_shift_sync_written(ngx_http_traffic_shift_etcd_t *e,
         }
     }
 
+    if (json == NULL && e->sent && e->status == 0) {
+        /* sent, not answered: etcd may take it yet */
+        ngx_log_error(NGX_LOG_ERR, sw->r->connection->log, 0,
+                      "traffic_shift_sync: etcd \"%V\": %s after the "
+                      "change to \"%V\" was sent, it may have been made",
+                      &e->endpoint->name, e->error, &sw->split->name);
+
+        (void) ngx_http_traffic_shift_api_fail(&err,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "sync_timeout",
+                                            "etcd did not answer the change "
+                                            "in time; it may have been made: "
+                                            "read the generation again "
+                                            "before retrying");
+        rc = NGX_ERROR;
+        goto done;
+    }
+
     if (json == NULL || e->status != NGX_HTTP_OK
         || ngx_http_traffic_shift_etcd_int(json_object_get(json, "header"),
                                            "revision", &revision)

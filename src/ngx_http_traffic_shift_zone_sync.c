@@ -23,6 +23,8 @@
  * A rollout that progresses here is ended (aborted): the fleet's state
  * wins over a local one; weights equal to those applied change only the
  * generation (the fleet took this node's own change, a rollout's step).
+ * The source says where a change was made: "api" on the node whose API
+ * made it, "fleet" on the others.
  */
 
 ngx_int_t
@@ -49,12 +51,25 @@ ngx_http_traffic_shift_zone_sync_apply(ngx_http_traffic_shift_main_conf_t *mcf,
         return NGX_ABORT;
     }
 
+    cur = &rec->copy[rec->current & 1];
+
     if (rec->sync_revision >= revision) {
+
+        if (rec->sync_revision == revision && cur->generation == revision
+            && source == NGX_HTTP_TS_SRC_API && cur->source != source)
+        {
+            /* the watch came first with this node's own change */
+            change->new = *cur;
+            change->new.source = source;
+
+            ngx_http_traffic_shift_write_begin(&rec->seq);
+            ngx_http_traffic_shift_zone_publish(rec, &change->new);
+            ngx_http_traffic_shift_write_end(&rec->seq);
+        }
+
         ngx_shmtx_unlock(&mcf->shpool->mutex);
         return NGX_DECLINED;
     }
-
-    cur = &rec->copy[rec->current & 1];
 
     change->old = *cur;
     change->rollout_aborted = 0;

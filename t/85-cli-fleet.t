@@ -93,7 +93,9 @@ ok($node{a}->wait_for(sub {
 for my $n (qw(a b)) {
     $r = ts($n, 'status');
     is($r->{rc}, 0, "status on \u$n: exit 0") or diag($r->{err});
-    like($r->{out}, qr/^app: generation $gen, weights from api/m,
+    # "api" where the change was made, "fleet" on the other node
+    my $src = $n eq 'a' ? 'api' : 'fleet';
+    like($r->{out}, qr/^app: generation $gen, weights from $src/m,
          "status on \u$n: the upstream table first");
     like($r->{out}, qr/^fleet: 2 nodes, this node is $n$/m,
          "status on \u$n: a fleet section naming the node asked");
