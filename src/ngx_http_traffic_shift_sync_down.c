@@ -66,10 +66,10 @@ ngx_http_traffic_shift_sync_down_kv(ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_str_t                           name, addr;
     ngx_uint_t                          down, version;
     ngx_http_traffic_shift_server_t    *server;
-    ngx_http_traffic_shift_upstream_t  *ups;
     ngx_http_traffic_shift_api_err_t    err;
+    ngx_http_traffic_shift_upstream_t  *ups;
 
-    if (value == NULL || value->len == 0) {
+    if (value == NULL) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                        "traffic_shift_sync: mark \"%V\" deleted in etcd, "
                        "the last mark stays", tail);
@@ -380,9 +380,9 @@ ngx_http_traffic_shift_sync_down_put(ngx_http_traffic_shift_etcd_t *e,
     ngx_int_t                             rc;
     ngx_http_request_t                   *r;
     ngx_http_traffic_shift_server_t      *server;
+    ngx_http_traffic_shift_api_err_t      err;
     ngx_http_traffic_shift_api_path_t    *path;
     ngx_http_traffic_shift_main_conf_t   *mcf;
-    ngx_http_traffic_shift_api_err_t      err;
     ngx_http_traffic_shift_sync_down_t   *sd;
 
     sd = e->data;

@@ -13,7 +13,8 @@
 
 /*
  * ngx_http_traffic_shift_sync_down.c: admin marks through the fleet, one
- * key per server, PREFIX/servers/UPSTREAM/ADDRESS = {"down":true|false}
+ * key per server, PREFIX/servers/UPSTREAM/ADDRESS = {"down":true|false};
+ * "tail" is UPSTREAM/ADDRESS, "value" NULL for a deleted key
  */
 
 ngx_int_t ngx_http_traffic_shift_sync_down_kv(

@@ -30,15 +30,19 @@ my $url = $etcd->url;
 
 sub conf {
     my ($node) = @_;
+    # B alone has a state file, and probes its servers
     my $st = $node eq 'b'
              ? 'traffic_shift_state ' . $nb->testdir . '/state.json;' : '';
+    my $hc = $node eq 'b'
+             ? 'health_check uri=/healthz interval=100ms fails=1 passes=1;'
+             : '';
     return <<"EOF";
 http {
     traffic_shift_zone shift 1m;
     $st
     traffic_shift_sync $url node=$node timeout=500ms;
     upstream u_blue  { server 127.0.0.1:%%PORT_blue1%%;
-                       server 127.0.0.1:%%PORT_blue2%%; }
+                       server 127.0.0.1:%%PORT_blue2%%; $hc }
     traffic_shift app { pool blue u_blue weight=100; }
     server {
         listen 127.0.0.1:%%PORT_down_${node}_main%%;
@@ -72,8 +76,9 @@ sub mark {
 }
 
 sub server {
-    my ($n) = @_;
-    my $r = $node{$n}->http('GET', "/traffic/health/u_blue/servers/$blue2",
+    my ($n, $addr) = @_;
+    $addr //= $blue2;
+    my $r = $node{$n}->http('GET', "/traffic/health/u_blue/servers/$addr",
                             port => "down_${n}_api", quiet => 1);
     return $r->{status} == 200 ? $r->{json} : {};
 }
@@ -238,6 +243,28 @@ is($r->{status}, 200, 'up through B');
 ok(wait_mark('a', 0, 1), 'A has it');
 cmp_ok(to_blue2('b'), '>', 0, 'B sends requests to blue2 again');
 
-$_->allow_log(qr/traffic_shift_sync|local=on/) for $na, $nb;
+# a probe's verdict stays on its node: only the admin mark is shared
+
+my $blue1 = '127.0.0.1:' . $na->port('blue1');
+my $keys = () = $etcd->call('/v3/kv/range', {
+    key => MIME::Base64::encode_base64('/traffic-shift/servers/', ''),
+    range_end => MIME::Base64::encode_base64('/traffic-shift/servers0', ''),
+})->{kvs}->@*;
+$na->set_backend('blue1', healthy => 0);
+ok($nb->wait_for(sub { (server('b', $blue1)->{down_reason} // '') eq 'probe' },
+                 timeout => 3, what => 'blue1 down by probe on B'),
+   'blue1 fails its probes on B: down_reason probe');
+is(server('a', $blue1)->{state}, 'up', 'A (no probes) keeps blue1 up');
+is(scalar(() = $etcd->call('/v3/kv/range', {
+       key => MIME::Base64::encode_base64('/traffic-shift/servers/', ''),
+       range_end => MIME::Base64::encode_base64('/traffic-shift/servers0',
+                                                ''),
+   })->{kvs}->@*), $keys, 'no key in etcd for a probe\'s verdict');
+$na->set_backend('blue1', healthy => 1);
+ok($nb->wait_for(sub { server('b', $blue1)->{state} eq 'up' },
+                 timeout => 3, what => 'blue1 up on B'),
+   'blue1 passes again on B');
+
+$_->allow_log(qr/traffic_shift_sync|local=on|health check/) for $na, $nb;
 
 done_testing();
