@@ -33,7 +33,7 @@
 #define NGX_HTTP_TS_NODE_LEN      64
 
 /* the layout of the shared zone; bump on any incompatible change */
-#define NGX_HTTP_TS_ZONE_MAGIC    0x74730006
+#define NGX_HTTP_TS_ZONE_MAGIC    0x74730007
 
 #define NGX_HTTP_TS_SRC_CONFIG    0
 #define NGX_HTTP_TS_SRC_API       1
@@ -361,6 +361,12 @@ typedef struct {
      */
     ngx_queue_t                          queue;
     time_t                               resolved;
+
+    /*
+     * fleet mode, mutex: the etcd mod revision of the admin mark applied
+     * last (0: none; a mark set with "local=on" leaves it)
+     */
+    uint64_t                             sync_revision;
 } ngx_http_traffic_shift_sh_server_t;
 
 

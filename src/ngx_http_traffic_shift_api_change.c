@@ -7,6 +7,7 @@
 #include "ngx_http_traffic_shift_api.h"
 #include "ngx_http_traffic_shift_state.h"
 #include "ngx_http_traffic_shift_sync.h"
+#include "ngx_http_traffic_shift_sync_down.h"
 
 
 /*
@@ -48,6 +49,9 @@ static void ngx_http_traffic_shift_api_log_change(ngx_http_request_t *r,
     ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_change_t *change);
 static void ngx_http_traffic_shift_api_synced(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err,
+    json_t *fleet);
+static void ngx_http_traffic_shift_api_down_synced(ngx_http_request_t *r,
     void *data, ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err,
     json_t *fleet);
 
@@ -403,6 +407,18 @@ ngx_http_traffic_shift_api_patch_server(ngx_http_request_t *r,
 
     server = &req->path.ups->servers[req->path.id];
 
+    if (mcf->sync) {
+        /* fleet mode: a put in etcd, answered once applied here */
+        rc = ngx_http_traffic_shift_sync_down_write(r, &req->path, down,
+                                 if_match, &req->version, err,
+                                 ngx_http_traffic_shift_api_down_synced, req);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        /* "local=on": this node only */
+    }
+
     rc = ngx_http_traffic_shift_zone_admin_down(mcf, server,
                                                 down, if_match,
                                                 &req->version);
@@ -694,6 +710,30 @@ ngx_http_traffic_shift_api_synced(ngx_http_request_t *r, void *data,
     }
 
     ngx_http_traffic_shift_api_log_change(r, req->path.split, &req->change);
+
+    rc = ngx_http_traffic_shift_api_changed(r, req);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+/* fleet mode: etcd took the admin mark and this node applied it, or not */
+
+static void
+ngx_http_traffic_shift_api_down_synced(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err, json_t *fleet)
+{
+    ngx_http_traffic_shift_api_req_t  *req = data;
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, ngx_http_traffic_shift_api_error(r, err,
+                                 ngx_http_traffic_shift_api_etag(r,
+                                                                &req->path),
+                                 NULL));
+        return;
+    }
 
     rc = ngx_http_traffic_shift_api_changed(r, req);
 

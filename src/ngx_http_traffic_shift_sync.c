@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_traffic_shift_sync.h"
+#include "ngx_http_traffic_shift_sync_down.h"
 #include "ngx_http_traffic_shift_state.h"
 
 
@@ -926,7 +927,8 @@ ngx_http_traffic_shift_sync_failed(ngx_http_traffic_shift_sync_watch_t *w,
 /*
  * A key from etcd (a range, or a watch's event: "deleted", with the value
  * before in "prev" if etcd sent it), by what it is: an upstream's weights,
- * a rollout in fleet mode; anything else under the watched range ignored.
+ * a server's admin mark, a rollout in fleet mode; anything else under the
+ * watched range ignored.
  */
 
 static void
@@ -975,6 +977,29 @@ ngx_http_traffic_shift_sync_kv(ngx_http_traffic_shift_sync_watch_t *w,
         if (!deleted) {
             /* a deleted key: the last weights stay */
             ngx_http_traffic_shift_sync_upstream(w, &name, &value, revision);
+        }
+
+        goto done;
+    }
+
+    len = sizeof("servers/") - 1;
+
+    if (name.len > len && ngx_strncmp(name.data, "servers/", len) == 0) {
+        name.data += len;
+        name.len -= len;
+
+        /* a deleted key: the last mark stays */
+
+        if (ngx_http_traffic_shift_sync_down_kv(w->mcf, &w->log, &name,
+                                                deleted ? NULL : &value,
+                                                revision)
+            == NGX_OK)
+        {
+            w->node.dirty = 1;
+
+            if (w->mcf->state_file.len) {
+                ngx_http_traffic_shift_state_save_change(w->mcf, &w->log);
+            }
         }
 
         goto done;

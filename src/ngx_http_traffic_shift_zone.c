@@ -525,6 +525,7 @@ ngx_http_traffic_shift_zone_server(ngx_http_traffic_shift_main_conf_t *mcf,
         /* servers start up, so that a start or reload causes no 502 */
         rec->state = NGX_HTTP_TS_UP;
         rec->admin_down = 0;
+        rec->sync_revision = 0;
         rec->passes = 0;
         rec->fails = 0;
         rec->last_probe = 0;
@@ -548,6 +549,7 @@ ngx_http_traffic_shift_zone_server(ngx_http_traffic_shift_main_conf_t *mcf,
     } else if (src != rec) {
         rec->state = src->state;
         rec->admin_down = src->admin_down;
+        rec->sync_revision = src->sync_revision;
         rec->passes = src->passes;
         rec->fails = src->fails;
         rec->last_probe = src->last_probe;

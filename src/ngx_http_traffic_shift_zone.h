@@ -71,6 +71,10 @@ ngx_int_t ngx_http_traffic_shift_zone_admin_down(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_server_t *server, ngx_uint_t down,
     ngx_uint_t if_match, ngx_uint_t *version);
+/* under the mutex: the admin mark set or cleared; 1 if it changed */
+ngx_uint_t ngx_http_traffic_shift_zone_mark_locked(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_sh_server_t *sh, ngx_uint_t down);
 ngx_int_t ngx_http_traffic_shift_zone_restore(
     ngx_http_traffic_shift_main_conf_t *mcf,
     ngx_http_traffic_shift_split_t *split, ngx_uint_t *weights,
@@ -160,6 +164,10 @@ void ngx_http_traffic_shift_zone_sync_claim(
 void ngx_http_traffic_shift_zone_sync_count(
     ngx_http_traffic_shift_split_t *split, ngx_uint_t i, uint64_t errors,
     uint64_t *buckets);
+ngx_int_t ngx_http_traffic_shift_zone_sync_down(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_server_t *server, ngx_uint_t down,
+    uint64_t revision, ngx_uint_t *version);
 
 /* outlier ejection (ngx_http_traffic_shift_zone_outlier.c) */
 

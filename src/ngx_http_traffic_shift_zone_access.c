@@ -245,13 +245,9 @@ ngx_http_traffic_shift_zone_admin_down(
      * nothing: of two writers holding the same ETag, one wins
      */
 
-    if (server->sh->admin_down != down || if_match) {
-
-        if (server->sh->admin_down && !down) {
-            ngx_http_traffic_shift_zone_server_up(server->sh);
-        }
-
-        server->sh->admin_down = down;
+    if (!ngx_http_traffic_shift_zone_mark_locked(mcf, server->sh, down)
+        && if_match)
+    {
         ngx_http_traffic_shift_zone_changed(mcf);
     }
 
@@ -262,6 +258,32 @@ ngx_http_traffic_shift_zone_admin_down(
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/*
+ * Under the mutex: the admin mark of a server set or cleared, through the
+ * API, the state file or the fleet.  1 if it changed (the zone's version
+ * moved), 0 if it was so already.
+ */
+
+ngx_uint_t
+ngx_http_traffic_shift_zone_mark_locked(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_sh_server_t *sh, ngx_uint_t down)
+{
+    if (sh->admin_down == down) {
+        return 0;
+    }
+
+    if (sh->admin_down && !down) {
+        ngx_http_traffic_shift_zone_server_up(sh);
+    }
+
+    sh->admin_down = down;
+    ngx_http_traffic_shift_zone_changed(mcf);
+
+    return 1;
 }
 
 

@@ -9,7 +9,8 @@
 
 /*
  * Fleet mode in the zone: the weights that come from etcd, applied with
- * the key's mod revision as their generation, under the slab mutex (the
+ * the key's mod revision as their generation, and the servers' admin
+ * marks with the revision of their key, under the slab mutex (the
  * lease of the worker that holds the node's one watch is
  * ngx_http_traffic_shift_zone_lease()).
  */
@@ -231,4 +232,44 @@ ngx_http_traffic_shift_zone_sync_count(ngx_http_traffic_shift_split_t *split,
                                         (ngx_atomic_int_t) buckets[b]);
         }
     }
+}
+
+
+/*
+ * An admin mark read from etcd (or put there by this node's API) at
+ * "revision": set or cleared unless this revision of the server's key, or
+ * a later one, was applied already (NGX_DECLINED).  NGX_OK: the mark
+ * changed; NGX_DONE: it was so already.  NGX_ABORT: the zone was replaced
+ * by a reload.  "version" gets the zone's version after it.
+ */
+
+ngx_int_t
+ngx_http_traffic_shift_zone_sync_down(ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_server_t *server, ngx_uint_t down,
+    uint64_t revision, ngx_uint_t *version)
+{
+    ngx_int_t  rc;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    if (mcf->sh->retired) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_ABORT;
+    }
+
+    if (server->sh->sync_revision >= revision) {
+        rc = NGX_DECLINED;
+
+    } else {
+        server->sh->sync_revision = revision;
+
+        rc = ngx_http_traffic_shift_zone_mark_locked(mcf, server->sh, down)
+             ? NGX_OK : NGX_DONE;
+    }
+
+    *version = mcf->sh->version;
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return rc;
 }
