@@ -108,9 +108,11 @@ typedef void (*ngx_http_traffic_shift_sync_done_pt)(ngx_http_request_t *r,
     json_t *fleet);
 
 
-/* ngx_http_traffic_shift_sync.c: the directive, the watch */
+/* ngx_http_traffic_shift_sync_conf.c: the directive */
 char *ngx_http_traffic_shift_sync(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* ngx_http_traffic_shift_sync.c: the watch */
 ngx_int_t ngx_http_traffic_shift_sync_init_process(ngx_cycle_t *cycle);
 void ngx_http_traffic_shift_sync_exit_process(ngx_cycle_t *cycle);
 

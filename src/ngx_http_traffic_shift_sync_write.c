@@ -315,8 +315,10 @@ ngx_http_traffic_shift_sync_written(ngx_http_traffic_shift_etcd_t *e,
         }
     }
 
-    if (json == NULL && e->sent && e->status == 0) {
-        /* sent, not answered: etcd may take it yet */
+    if (json == NULL && e->sent && e->status == 0 && e->error
+        && ngx_strcmp(e->error, "timed out") == 0)
+    {
+        /* sent, not answered in time: etcd may take it yet */
         ngx_log_error(NGX_LOG_ERR, sw->r->connection->log, 0,
                       "traffic_shift_sync: etcd \"%V\": %s after the "
                       "change to \"%V\" was sent, it may have been made",
