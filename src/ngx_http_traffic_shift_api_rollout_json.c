@@ -37,6 +37,8 @@ ngx_http_traffic_shift_api_rollout_json(ngx_http_request_t *r,
 {
     json_t                               *root, *obj;
     ngx_uint_t                            state;
+    u_char                                node[NGX_HTTP_TS_NODE_LEN];
+    size_t                                len;
     ngx_http_traffic_shift_pool_t        *pool;
     ngx_http_traffic_shift_weights_t      w;
     ngx_http_traffic_shift_ro_step_t      e;
@@ -65,6 +67,18 @@ ngx_http_traffic_shift_api_rollout_json(ngx_http_request_t *r,
     }
 
     state = ro->state;
+    len = ngx_http_traffic_shift_zone_sync_driven(mcf, split, node);
+
+    if (len) {
+        /* fleet mode: another node drives it */
+        (void) ngx_http_traffic_shift_api_fail(err, NGX_HTTP_NOT_FOUND,
+                                               "no_rollout",
+                                               "node \"%*s\" of the fleet "
+                                               "drives the rollout of "
+                                               "upstream \"%V\": ask it",
+                                               len, node, &split->name);
+        return NULL;
+    }
 
     if (state == NGX_HTTP_TS_RO_NONE || state >= NGX_HTTP_TS_RO_STATES) {
         (void) ngx_http_traffic_shift_api_fail(err, NGX_HTTP_NOT_FOUND,

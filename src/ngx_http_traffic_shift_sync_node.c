@@ -260,6 +260,7 @@ ngx_http_traffic_shift_sync_node_json(ngx_http_traffic_shift_main_conf_t *mcf)
     ngx_http_traffic_shift_pool_t       *pool;
     ngx_http_traffic_shift_split_t     **splitp;
     ngx_http_traffic_shift_weights_t     w;
+    ngx_http_traffic_shift_sh_split_t   *rec;
     ngx_http_traffic_shift_sync_conf_t  *scf;
 
     scf = mcf->sync;
@@ -297,6 +298,22 @@ ngx_http_traffic_shift_sync_node_json(ngx_http_traffic_shift_main_conf_t *mcf)
                       "live", live,
                       "counts",
                       ngx_http_traffic_shift_sync_node_counts(splitp[i]));
+
+        rec = splitp[i]->sh;
+
+        if (u && rec->fleet_claim
+            && (rec->rollout.state == NGX_HTTP_TS_RO_PROGRESSING
+                || rec->rollout.state == NGX_HTTP_TS_RO_PAUSED))
+        {
+            /* the rollout of the fleet this node drives */
+            (void) json_object_set_new(u, "rollout",
+                     json_pack("{s:I,s:s,s:I}",
+                               "id", (json_int_t) rec->rollout.id,
+                               "state",
+                               rec->rollout.state == NGX_HTTP_TS_RO_PAUSED
+                               ? "paused" : "progressing",
+                               "step", (json_int_t) (rec->rollout.step + 1)));
+        }
 
         if (ngx_http_traffic_shift_json_set(ups, &splitp[i]->name, u)
             != NGX_OK)

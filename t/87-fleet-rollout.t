@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 
 # Rollouts in fleet mode: a rollout started on node A is driven by A (its
-# key in etcd, under A's lease) and its steps' weights reach node B; B
-# refuses a rollout or a weight change of its own while it runs.  The
+# key in etcd, under A's lease, and in A's node key for GET /fleet) and
+# its steps' weights reach node B; B refuses a rollout or a weight change
+# of its own while it runs, and names A.  The
 # analysis adds up the nodes' counters: with every request sent through B
 # (none through A), A's rollout progresses and succeeds, and a canary that
 # fails on B is rolled back on both nodes.  A driver that dies (SIGKILL)
@@ -119,6 +120,19 @@ $r = api('b', 'PATCH', '/upstreams/app',
          { weights => { blue => 50, canary => 50 } });
 is($r->{status}, 409, 'PATCH weights on B meanwhile: 409');
 is($r->{json}{error}{code}, 'rollout_in_progress', 'rollout_in_progress');
+
+$r = api('b', 'GET', '/upstreams/app/rollout');
+is($r->{status}, 404, 'GET rollout on B: 404');
+like($r->{json}{error}{text} // '', qr/node "a" of the fleet drives/,
+     'naming the node to ask');
+is(ups('b')->{source}, 'fleet', 'B: the weights\' source is "fleet"');
+is(ups('a')->{source}, 'api', 'A: "api"');
+
+ok(wait_for(sub {
+    my $f = api('b', 'GET', '/fleet')->{json} // {};
+    my ($a) = grep { $_->{node} eq 'a' } @{$f->{nodes} // []};
+    $a && ($a->{upstreams}{app}{rollout}{state} // '') eq 'progressing';
+}, 3, 'the rollout in GET /fleet'), 'GET /fleet on B: node a drives it');
 
 # 2. every request through B: A's analysis counts B's responses
 
