@@ -545,8 +545,10 @@ static void
 ngx_http_traffic_shift_sync_fleet_read(ngx_http_traffic_shift_etcd_t *e,
     json_t *json)
 {
-    json_t                               *doc;
+    json_t                               *doc, *nodes, *node, *u;
+    size_t                                i;
     ngx_int_t                             rc;
+    const char                           *key;
     ngx_http_request_t                   *r;
     ngx_http_traffic_shift_api_err_t      err;
     ngx_http_traffic_shift_main_conf_t   *mcf;
@@ -575,8 +577,17 @@ ngx_http_traffic_shift_sync_fleet_read(ngx_http_traffic_shift_etcd_t *e,
     mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
     scf = mcf->sync;
 
+    nodes = ngx_http_traffic_shift_sync_nodes_json(e, json);
+
+    json_array_foreach(nodes, i, node) {
+        json_object_foreach(json_object_get(node, "upstreams"), key, u) {
+            /* the counters are for the driver of a rollout */
+            (void) json_object_del(u, "counts");
+        }
+    }
+
     doc = json_pack("{s:s%,s:o}", "node", scf->node.data, scf->node.len,
-                    "nodes", ngx_http_traffic_shift_sync_nodes_json(e, json));
+                    "nodes", nodes);
 
     if (doc == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);

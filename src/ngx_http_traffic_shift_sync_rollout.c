@@ -241,8 +241,8 @@ ngx_http_traffic_shift_sync_rollout_kv(
     }
 
     if (value) {
-        ngx_http_traffic_shift_zone_sync_driver(sr->mcf, split,
-                                                active ? &n : NULL);
+        /* until the key goes, even after the end: its driver releases it */
+        ngx_http_traffic_shift_zone_sync_driver(sr->mcf, split, &n);
         json_decref(root);
         return;
     }
@@ -716,6 +716,9 @@ ngx_http_traffic_shift_sync_rollout_done(ngx_http_traffic_shift_etcd_t *e,
     sr->renew[i] = 0;
 
     ngx_http_traffic_shift_zone_sync_claim(sr->mcf, split, sr->claim, 0);
+
+    /* the end pushed: the key goes at once */
+    (void) ngx_http_traffic_shift_sync_rollout_step(sr, i);
 }
 
 

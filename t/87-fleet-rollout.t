@@ -6,7 +6,8 @@
 # of its own while it runs, and names A.  The
 # analysis adds up the nodes' counters: with every request sent through B
 # (none through A), A's rollout progresses and succeeds, and a canary that
-# fails on B is rolled back on both nodes.  A driver that dies (SIGKILL)
+# fails on B is rolled back on both nodes.  A ramp started on B is driven by
+# B and followed by A.  A driver that dies (SIGKILL)
 # leaves the fleet when its lease expires, and B puts the weights from
 # before the rollout back.  With etcd down, a rollout is refused (503).
 
@@ -128,11 +129,17 @@ like($r->{json}{error}{text} // '', qr/node "a" of the fleet drives/,
 is(ups('b')->{source}, 'fleet', 'B: the weights\' source is "fleet"');
 is(ups('a')->{source}, 'api', 'A: "api"');
 
+my $fleet;
 ok(wait_for(sub {
-    my $f = api('b', 'GET', '/fleet')->{json} // {};
-    my ($a) = grep { $_->{node} eq 'a' } @{$f->{nodes} // []};
+    $fleet = api('b', 'GET', '/fleet')->{json} // {};
+    my ($a) = grep { $_->{node} eq 'a' } @{$fleet->{nodes} // []};
     $a && ($a->{upstreams}{app}{rollout}{state} // '') eq 'progressing';
 }, 3, 'the rollout in GET /fleet'), 'GET /fleet on B: node a drives it');
+ok(!grep({ exists $_->{upstreams}{app}{counts} } @{$fleet->{nodes} // []}),
+   'GET /fleet leaves the counters out');
+my ($node_key) = $etcd->get('/traffic-shift/nodes/b');
+like($node_key // '', qr/"counts":\{"blue":\[/,
+     'B publishes its counters in its node key');
 
 # 2. every request through B: A's analysis counts B's responses
 
@@ -182,7 +189,27 @@ diag(sprintf('rollback seen on B %.2f s after the canary failed', $took))
     if defined $took;
 cmp_ok($took // 99, '<', 5, 'within seconds of the first errors');
 
-# 4. the driver dies: B puts the weights from before back
+# 4. a ramp started on B: B drives it, A follows to the end
+
+ok(wait_for(sub { !defined(($etcd->get('/traffic-shift/rollouts/app'))[0]) },
+            3, 'the key deleted'), 'the rolled back rollout\'s key is gone');
+
+$r = api('b', 'PATCH', '/upstreams/app', { active => 'canary',
+                                          ramp => '2s' });
+is($r->{status}, 200, 'a ramp on B: 200') or diag($r->{body});
+ok(wait_for(sub { ups('a')->{weights}{canary} == 100 }, 6, 'A at 100'),
+   'A follows B\'s ramp to canary 100%');
+ok(wait_for(sub { !defined(($etcd->get('/traffic-shift/rollouts/app'))[0]) },
+            3, 'the key deleted'), 'the ramp\'s key is deleted after it');
+is(api('b', 'GET', '/upstreams/app/rollout')->{json}{state}, 'succeeded',
+   'B: the ramp succeeded');
+$r = api('a', 'PATCH', '/upstreams/app',
+         { weights => { blue => 100, canary => 0 } });
+is($r->{status}, 200, 'then A sets blue 100 again') or diag($r->{body});
+ok(wait_for(sub { ups('b')->{weights}{blue} == 100 }, 3, 'blue on B'),
+   'and B follows');
+
+# 5. the driver dies: B puts the weights from before back
 
 ok(wait_for(sub { !defined(($etcd->get('/traffic-shift/rollouts/app'))[0]) },
             3, 'the key deleted'), 'no rollout key');
@@ -205,7 +232,7 @@ like($node{b}->error_log, qr/node "a" driving a rollout left the fleet/,
 is_deeply(ups('b')->{weights}, { blue => 100, canary => 0 },
           'B: blue 100, canary 0');
 
-# 5. etcd down: a rollout needs it
+# 6. etcd down: a rollout needs it
 
 $etcd->stop;
 ok(wait_for(sub { api('b', 'PUT', '/upstreams/app/rollout',
