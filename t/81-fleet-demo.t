@@ -31,7 +31,8 @@ is($r->{err}, '', 'nothing on stderr');
 my $out = $r->{out};
 for my $s ('Starting etcd', 'Starting two nginx nodes',
            'The fleet, as any node sees it', 'A 10% canary of green',
-           'Two writers with the same ETag', 'etcd stops',
+           'Two writers with the same ETag', 'A ramp to green',
+           'etcd stops',
            'etcd is back', 'Stopping', 'Done')
 {
     like($out, qr/^\d+\. .*\Q$s\E/m, "the demo shows: $s");
@@ -41,6 +42,10 @@ like($out, qr/"nodes":\[\{"node":"edge-1".*\{"node":"edge-2"/,
 like($out, qr/^\s+90 edge-2-blue\n\s+10 edge-2-green$/m,
      'edge-2 routes 90/10 after the change made on edge-1');
 like($out, qr/edge-1: HTTP 200, edge-2: HTTP 412/, 'one writer wins');
+like($out, qr/"node":"edge-1"[^\n]*"rollout":\{"id":\d+,"state":"progressing"/,
+     'GET /fleet on edge-2 names edge-1 driving the ramp');
+like($out, qr/^\s+20 edge-2-green$/m,
+     'edge-2 routes everything to green at the end of the ramp');
 like($out, qr/"code":"sync_unavailable"/, 'a write with etcd down: 503');
 like($out, qr/^   error logs clean$/m, 'the error logs are clean');
 
