@@ -19,6 +19,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Time::HiRes qw(time sleep);
 use JSON::PP ();
+use MIME::Base64 ();
 use TSTest;
 use TSEtcd;
 
@@ -62,13 +63,13 @@ sub ups { api($_[0], 'GET', '/upstreams/app')->{json} }
 
 # polls COND until it holds or TIMEOUT seconds pass; returns the time taken
 sub wait_for {
-    my ($cond, $timeout, $what) = @_;
+    my ($cond, $timeout, $what, $quiet) = @_;
     my $start = time;
     while (time - $start < $timeout) {
         return time - $start if $cond->();
         sleep 0.02;
     }
-    diag("timed out after ${timeout}s waiting for $what");
+    diag("timed out after ${timeout}s waiting for $what") unless $quiet;
     return undef;
 }
 
@@ -219,6 +220,30 @@ $r = api('a', 'PUT', '/upstreams/app/rollout',
 is($r->{status}, 201, 'a third rollout on A') or diag($r->{body});
 ok(wait_for(sub { ups('b')->{weights}{canary} == 10 }, 3, 'step 1 on B'),
    'B at step 1');
+
+# a reload of the driver: its new workers put the key under their lease,
+# and the old lease's end changes nothing
+
+sub key_lease {
+    my $res = $etcd->call('/v3/kv/range',
+        { key => MIME::Base64::encode_base64('/traffic-shift/rollouts/app',
+                                             '') });
+    my $kv = ($res->{kvs} // [])->[0];
+    return $kv ? $kv->{lease} // '' : '';
+}
+
+my $old_lease = key_lease();
+ok($old_lease, 'the rollout\'s key is under a lease');
+$node{a}->reload;
+ok(wait_for(sub { my $l = key_lease(); $l && $l ne $old_lease }, 5,
+            'the key under a new lease'),
+   'A reloaded: the key is put again under its new workers\' lease');
+$etcd->call('/v3/lease/revoke', { ID => $old_lease });
+ok(!wait_for(sub { ups('b')->{weights}{canary} != 10 }, 1,
+             'a change on B', 'quiet'),
+   'the old lease revoked: B stays at step 1');
+is(api('a', 'GET', '/upstreams/app/rollout')->{json}{state}, 'progressing',
+   'A still drives the rollout');
 
 $node{a}->kill9;
 
