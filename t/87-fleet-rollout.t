@@ -245,6 +245,31 @@ ok(!wait_for(sub { ups('b')->{weights}{canary} != 10 }, 1,
 is(api('a', 'GET', '/upstreams/app/rollout')->{json}{state}, 'progressing',
    'A still drives the rollout');
 
+# a restart of the driver (no state file: its rollout is gone): the
+# weights from before the rollout come back in the fleet, by A itself
+# (its own key, from before the restart) or by B (the key expired)
+
+$node{a}->stop;
+$node{a}->start;
+ok(wait_for(sub { ups('b')->{weights}{canary} == 0 }, 8,
+            'the weights from before on B'),
+   'A restarted without its rollout: B routes by the weights from before');
+ok(wait_for(sub { !defined(($etcd->get('/traffic-shift/rollouts/app'))[0]) },
+            6, 'the key deleted'), 'the rollout\'s key is gone');
+like($node{a}->error_log . $node{b}->error_log,
+     qr/weights from before the rollout put back in the fleet/,
+     'a node says it put them back');
+diag('after the restart, the weights from before were put back by '
+     . ($node{a}->error_log =~ /put back in the fleet/ ? 'A' : 'B'));
+ok(wait_for(sub { ups('a')->{weights}{canary} == 0 }, 3, 'A too'),
+   'A routes by them too');
+
+$r = api('a', 'PUT', '/upstreams/app/rollout',
+         { %rollout, interval => '60s' });
+is($r->{status}, 201, 'a fourth rollout on A') or diag($r->{body});
+ok(wait_for(sub { ups('b')->{weights}{canary} == 10 }, 3, 'step 1 on B'),
+   'B at step 1');
+
 $node{a}->kill9;
 
 $took = wait_for(sub { ups('b')->{weights}{canary} == 0 }, 12,
