@@ -146,15 +146,19 @@ typedef struct {
     ngx_atomic_t                         errors;
     ngx_atomic_t                         time_sum;
     ngx_atomic_t                         buckets[NGX_HTTP_TS_BUCKETS];
-
-    /*
-     * fleet mode, atomic increments by the worker that holds the watch,
-     * on the node that drives a rollout: the other nodes' errors and
-     * responses by bucket, added up as they publish them
-     */
-    ngx_atomic_t                         fleet_errors;
-    ngx_atomic_t                         fleet_buckets[NGX_HTTP_TS_BUCKETS];
 } ngx_http_traffic_shift_sh_pool_t;
+
+
+/*
+ * fleet mode, atomic increments by the worker that holds the watch, on
+ * the node that drives a rollout: the other nodes' errors and responses
+ * by bucket, added up as they publish them
+ */
+
+typedef struct {
+    ngx_atomic_t                         errors;
+    ngx_atomic_t                         buckets[NGX_HTTP_TS_BUCKETS];
+} ngx_http_traffic_shift_sh_fleet_t;
 
 
 /* counters of pools added up, for a rollout's window */
@@ -230,6 +234,9 @@ typedef struct {
 
     /* the counters when the step's window opened: canary, baseline */
     ngx_http_traffic_shift_counts_t      base[2];
+
+    /* fleet mode: the other nodes' counters, canary and baseline */
+    ngx_http_traffic_shift_sh_fleet_t    fleet[2];
 
     ngx_uint_t                           nhistory;
     ngx_http_traffic_shift_ro_step_t     history[NGX_HTTP_TS_RO_MAX_STEPS];

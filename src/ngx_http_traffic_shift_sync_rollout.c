@@ -19,13 +19,13 @@
  *   weights and the record again, if the key is still the one created;
  *   the generation etcd gives is applied here;
  * - release: after the end was pushed, the key is deleted;
- * - collect: every second, the other nodes' counters (in their node keys)
- *   are read and their increase added to the zone's fleet counters, which
- *   the analysis adds to this node's; the canary pool's go to the fast
- *   abort too.
+ * - collect: twice a second, the other nodes' counters (in their node
+ *   keys) are read and their increase added to the rollout's fleet
+ *   counters, which the analysis adds to this node's; the canary pool's
+ *   go to the fast abort too.
  *
  * Other nodes see the key in the watch: a rollout driven elsewhere refuses
- * a local one, and makes them publish their counters every second.  A key
+ * a local one, and makes them publish their counters twice a second.  A key
  * deleted while its rollout progressed means the driver left (its lease
  * expired): the nodes put the weights from before the rollout back, once
  * (a transaction on the revision they know; the first one wins).  A

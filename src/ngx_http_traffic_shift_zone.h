@@ -108,7 +108,8 @@ ngx_int_t ngx_http_traffic_shift_zone_rollout_start(
     ngx_http_traffic_shift_sh_rollout_t *conf, ngx_uint_t if_match,
     ngx_http_traffic_shift_change_t *change);
 void ngx_http_traffic_shift_zone_rollout_counts(
-    ngx_http_traffic_shift_sh_split_t *rec, ngx_uint_t mask,
+    ngx_http_traffic_shift_sh_split_t *rec,
+    ngx_http_traffic_shift_sh_rollout_t *ro, ngx_uint_t k,
     ngx_http_traffic_shift_counts_t *counts);
 void ngx_http_traffic_shift_zone_rollout_window(
     ngx_http_traffic_shift_sh_split_t *rec,

@@ -301,25 +301,35 @@ ngx_http_traffic_shift_zone_rollout_open(
 
     ro = &rec->rollout;
 
-    ngx_http_traffic_shift_zone_rollout_counts(rec,
-                                               (ngx_uint_t) 1 << ro->pool,
-                                               &ro->base[0]);
-    ngx_http_traffic_shift_zone_rollout_counts(rec, ro->baseline,
-                                               &ro->base[1]);
+    ngx_http_traffic_shift_zone_rollout_counts(rec, ro, 0, &ro->base[0]);
+    ngx_http_traffic_shift_zone_rollout_counts(rec, ro, 1, &ro->base[1]);
 }
 
 
-/* the counters of the pools of "mask" added up, read without a lock */
+/*
+ * The counters of a rollout's canary pool ("k" 0) or of its baseline
+ * pools added up (1), read without a lock; in fleet mode, with the other
+ * nodes' (on the driving node)
+ */
 
 void
 ngx_http_traffic_shift_zone_rollout_counts(
-    ngx_http_traffic_shift_sh_split_t *rec, ngx_uint_t mask,
+    ngx_http_traffic_shift_sh_split_t *rec,
+    ngx_http_traffic_shift_sh_rollout_t *ro, ngx_uint_t k,
     ngx_http_traffic_shift_counts_t *counts)
 {
-    ngx_uint_t                         i, b;
-    ngx_http_traffic_shift_sh_pool_t  *shp;
+    ngx_uint_t                          i, b, mask;
+    ngx_http_traffic_shift_sh_pool_t   *shp;
+    ngx_http_traffic_shift_sh_fleet_t  *fleet;
 
-    ngx_memzero(counts, sizeof(ngx_http_traffic_shift_counts_t));
+    mask = k ? ro->baseline : (ngx_uint_t) 1 << ro->pool;
+    fleet = &rec->rollout.fleet[k ? 1 : 0];
+
+    counts->errors = fleet->errors;
+
+    for (b = 0; b < NGX_HTTP_TS_BUCKETS; b++) {
+        counts->buckets[b] = fleet->buckets[b];
+    }
 
     for (i = 0; i < rec->npools && i < NGX_HTTP_TS_MAX_POOLS; i++) {
 
@@ -329,12 +339,10 @@ ngx_http_traffic_shift_zone_rollout_counts(
 
         shp = &rec->pools[i];
 
-        /* in fleet mode, with the other nodes' (on the driving node) */
-
-        counts->errors += shp->errors + shp->fleet_errors;
+        counts->errors += shp->errors;
 
         for (b = 0; b < NGX_HTTP_TS_BUCKETS; b++) {
-            counts->buckets[b] += shp->buckets[b] + shp->fleet_buckets[b];
+            counts->buckets[b] += shp->buckets[b];
         }
     }
 }
@@ -357,10 +365,7 @@ ngx_http_traffic_shift_zone_rollout_window(
     ngx_memzero(e, sizeof(ngx_http_traffic_shift_ro_step_t));
 
     for (k = 0; k < 2; k++) {
-        ngx_http_traffic_shift_zone_rollout_counts(rec,
-                                   k ? ro->baseline
-                                     : (ngx_uint_t) 1 << ro->pool,
-                                   &now);
+        ngx_http_traffic_shift_zone_rollout_counts(rec, ro, k, &now);
         n = 0;
 
         for (b = 0; b < NGX_HTTP_TS_BUCKETS; b++) {

@@ -209,26 +209,42 @@ ngx_http_traffic_shift_zone_sync_claim(ngx_http_traffic_shift_main_conf_t *mcf,
 }
 
 
-/* another node's responses of pool "i", added for the rollout's analysis */
+/*
+ * another node's responses of pool "i", added for the analysis of the
+ * rollout that progresses: to its canary's or its baseline's
+ */
 
 void
 ngx_http_traffic_shift_zone_sync_count(ngx_http_traffic_shift_split_t *split,
     ngx_uint_t i, uint64_t errors, uint64_t *buckets)
 {
-    ngx_uint_t                         b;
-    ngx_http_traffic_shift_sh_pool_t  *shp;
+    ngx_uint_t                            b;
+    ngx_http_traffic_shift_sh_fleet_t    *fleet;
+    ngx_http_traffic_shift_sh_rollout_t  *ro;
 
-    if (split->sh->layout != split->layout || i >= split->sh->npools) {
+    ro = &split->sh->rollout;
+
+    if (split->sh->layout != split->layout
+        || ro->state != NGX_HTTP_TS_RO_PROGRESSING)
+    {
         return;
     }
 
-    shp = &split->sh->pools[i];
+    if (i == ro->pool) {
+        fleet = &ro->fleet[0];
 
-    (void) ngx_atomic_fetch_add(&shp->fleet_errors, (ngx_atomic_int_t) errors);
+    } else if (ro->baseline & ((ngx_uint_t) 1 << i)) {
+        fleet = &ro->fleet[1];
+
+    } else {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&fleet->errors, (ngx_atomic_int_t) errors);
 
     for (b = 0; b < NGX_HTTP_TS_BUCKETS; b++) {
         if (buckets[b]) {
-            (void) ngx_atomic_fetch_add(&shp->fleet_buckets[b],
+            (void) ngx_atomic_fetch_add(&fleet->buckets[b],
                                         (ngx_atomic_int_t) buckets[b]);
         }
     }
