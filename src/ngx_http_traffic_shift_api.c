@@ -11,6 +11,9 @@
 
 
 static ngx_int_t ngx_http_traffic_shift_api_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_traffic_shift_api_writable(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_path_t *path,
+    ngx_http_traffic_shift_api_err_t *err, char **allow);
 static ngx_int_t ngx_http_traffic_shift_api_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_traffic_shift_api_get(ngx_http_request_t *r,
@@ -140,11 +143,10 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
 {
     char                                *allow;
     ngx_int_t                            rc;
-    ngx_uint_t                           i, writable, rollout, allowed;
+    ngx_uint_t                           i;
     ngx_http_traffic_shift_ctx_t        *ctx;
     ngx_http_traffic_shift_api_err_t     err;
     ngx_http_traffic_shift_api_req_t    *req;
-    ngx_http_traffic_shift_loc_conf_t   *lcf;
     ngx_http_traffic_shift_upstream_t  **upsp;
     ngx_http_traffic_shift_main_conf_t  *mcf;
 
@@ -187,42 +189,9 @@ ngx_http_traffic_shift_api_handler(ngx_http_request_t *r)
         return ngx_http_traffic_shift_api_get(r, &req->path);
     }
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_traffic_shift_module);
-
-    rollout = (req->path.what == NGX_HTTP_TS_API_ROLLOUT);
-
-    writable = (req->path.what == NGX_HTTP_TS_API_UPSTREAM
-                || req->path.what == NGX_HTTP_TS_API_SERVER
-                || rollout);
-
-    allowed = rollout
-              ? (r->method
-                 & (NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_PATCH|NGX_HTTP_DELETE))
-              : (r->method == NGX_HTTP_PATCH);
-
-    if (!allowed || !writable) {
-        allow = !(writable && lcf->write) ? "GET, HEAD"
-                : rollout ? "GET, HEAD, PUT, POST, PATCH, DELETE"
-                : "GET, HEAD, PATCH";
-
-        (void) ngx_http_traffic_shift_api_fail(&err, NGX_HTTP_NOT_ALLOWED,
-                                             "method_not_allowed",
-                                             "method %V is not allowed here, "
-                                             "allowed: %s",
-                                             &r->method_name, allow);
-        goto discard;
-    }
-
-    if (!lcf->write) {
-        (void) ngx_http_traffic_shift_api_fail(&err, NGX_HTTP_FORBIDDEN,
-                                             "read_only",
-                                             "this API location is read-only, "
-                                             "changes need "
-                                             "\"traffic_shift_api write=on\"");
-        goto discard;
-    }
-
-    if (ngx_http_traffic_shift_api_cross_site(r, &err) != NGX_OK) {
+    if (ngx_http_traffic_shift_api_writable(r, &req->path, &err, &allow)
+        != NGX_OK)
+    {
         goto discard;
     }
 
@@ -291,6 +260,56 @@ discard:
     return ngx_http_traffic_shift_api_error(r, &err,
                              ngx_http_traffic_shift_api_etag(r, &req->path),
                              allow);
+}
+
+
+/*
+ * A change: a method the path allows, a location with "write=on", and no
+ * cross-site browser request; NGX_ERROR with "err" (and "allow" for 405)
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_api_writable(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_path_t *path,
+    ngx_http_traffic_shift_api_err_t *err, char **allow)
+{
+    ngx_uint_t                          writable, rollout, allowed;
+    ngx_http_traffic_shift_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_traffic_shift_module);
+
+    rollout = (path->what == NGX_HTTP_TS_API_ROLLOUT);
+
+    writable = (path->what == NGX_HTTP_TS_API_UPSTREAM
+                || path->what == NGX_HTTP_TS_API_SERVER
+                || rollout);
+
+    allowed = rollout
+              ? (r->method
+                 & (NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_PATCH|NGX_HTTP_DELETE))
+              : (r->method == NGX_HTTP_PATCH);
+
+    if (!allowed || !writable) {
+        *allow = !(writable && lcf->write) ? "GET, HEAD"
+                 : rollout ? "GET, HEAD, PUT, POST, PATCH, DELETE"
+                 : "GET, HEAD, PATCH";
+
+        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_NOT_ALLOWED,
+                                             "method_not_allowed",
+                                             "method %V is not allowed here, "
+                                             "allowed: %s",
+                                             &r->method_name, *allow);
+    }
+
+    if (!lcf->write) {
+        return ngx_http_traffic_shift_api_fail(err, NGX_HTTP_FORBIDDEN,
+                                             "read_only",
+                                             "this API location is read-only, "
+                                             "changes need "
+                                             "\"traffic_shift_api write=on\"");
+    }
+
+    return ngx_http_traffic_shift_api_cross_site(r, err);
 }
 
 

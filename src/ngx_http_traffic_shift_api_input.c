@@ -16,6 +16,11 @@
 
 #define NGX_HTTP_TS_API_SEGMENTS    4
 
+/* a path segment is the word "lit" */
+#define ngx_http_traffic_shift_api_is(s, lit)                                \
+    ((s)->len == sizeof(lit) - 1                                             \
+     && ngx_strncmp((s)->data, lit, sizeof(lit) - 1) == 0)
+
 
 static ngx_int_t ngx_http_traffic_shift_api_segments(ngx_http_request_t *r,
     ngx_str_t *seg);
@@ -70,25 +75,15 @@ ngx_http_traffic_shift_api_path(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (seg[0].len == sizeof("metrics") - 1
-        && ngx_strncmp(seg[0].data, "metrics", seg[0].len) == 0)
+    if (ngx_http_traffic_shift_api_is(&seg[0], "metrics")
+        || ngx_http_traffic_shift_api_is(&seg[0], "fleet"))
     {
         if (n != 1) {
             goto not_found;
         }
 
-        path->what = NGX_HTTP_TS_API_METRICS;
-        return NGX_OK;
-    }
-
-    if (seg[0].len == sizeof("fleet") - 1
-        && ngx_strncmp(seg[0].data, "fleet", seg[0].len) == 0)
-    {
-        if (n != 1) {
-            goto not_found;
-        }
-
-        path->what = NGX_HTTP_TS_API_FLEET;
+        path->what = (seg[0].data[0] == 'm') ? NGX_HTTP_TS_API_METRICS
+                                             : NGX_HTTP_TS_API_FLEET;
         return NGX_OK;
     }
 

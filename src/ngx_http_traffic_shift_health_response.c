@@ -357,22 +357,24 @@ ngx_http_traffic_shift_health_chunked(ngx_http_traffic_shift_probe_t *probe)
         case NGX_HTTP_TS_HC_CHUNK_SIZE:
         case NGX_HTTP_TS_HC_CHUNK_HEX:
 
-            if (ch >= '0' && ch <= '9') {
-                d = ch - '0';
+            d = ngx_hextoi(&ch, 1);
 
-            } else if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f') {
-                d = (ch | 0x20) - 'a' + 10;
+            if (d != NGX_ERROR) {
+                if (probe->rest > (NGX_MAX_OFF_T_VALUE - 15) / 16) {
+                    return NGX_ERROR;
+                }
+
+                probe->rest = probe->rest * 16 + d;
+                probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_HEX;
 
             } else if (probe->chunk_state == NGX_HTTP_TS_HC_CHUNK_SIZE) {
                 return NGX_ERROR;
 
             } else if (ch == ';' || ch == ' ' || ch == '\t') {
                 probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_EXT;
-                break;
 
             } else if (ch == CR) {
                 probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_SIZE_LF;
-                break;
 
             } else if (ch == LF) {
                 goto size;
@@ -381,12 +383,6 @@ ngx_http_traffic_shift_health_chunked(ngx_http_traffic_shift_probe_t *probe)
                 return NGX_ERROR;
             }
 
-            if (probe->rest > (NGX_MAX_OFF_T_VALUE - 15) / 16) {
-                return NGX_ERROR;
-            }
-
-            probe->rest = probe->rest * 16 + d;
-            probe->chunk_state = NGX_HTTP_TS_HC_CHUNK_HEX;
             break;
 
         case NGX_HTTP_TS_HC_CHUNK_EXT:
