@@ -73,7 +73,9 @@ sub wait_for {
     return undef;
 }
 
-# sends requests through node N until COND holds (checked every 10)
+# sends requests through node N until COND holds (checked every 10);
+# counts them in $sent
+my $sent = 0;
 sub traffic_until {
     my ($n, $cond, $timeout, $what) = @_;
     my $start = time;
@@ -81,6 +83,7 @@ sub traffic_until {
     while (time - $start < $timeout) {
         return time - $start if $i++ % 10 == 0 && $cond->();
         $node{$n}->http('GET', '/', port => "${n}_main", quiet => 1);
+        $sent++;
     }
     diag("timed out after ${timeout}s waiting for $what");
     return undef;
@@ -155,6 +158,12 @@ is($doc->{state}, 'succeeded', 'it succeeded') or diag(explain($doc));
 is(scalar @{$doc->{history} // []}, 3, 'three steps');
 ok(!grep({ $_->{pool}{responses} < 20 } @{$doc->{history} // []}),
    'each step counted at least min_requests responses of B');
+my $counted = 0;
+$counted += $_->{pool}{responses} + $_->{baseline}{responses}
+    for @{$doc->{history} // []};
+diag("A's analysis counted $counted responses in its 3 windows; "
+     . "$sent requests went through B");
+cmp_ok($counted, '<=', $sent, 'never more than B answered');
 
 ok(wait_for(sub { ups('b')->{weights}{canary} == 100 }, 3, 'the last step'),
    'B routes by the last step');
