@@ -90,8 +90,12 @@ typedef struct {
     ngx_uint_t                           *before;
     u_char                               *renew;
 
-    /* the other nodes' counters last read, and when to read them again */
+    /*
+     * the other nodes' counters last read, and when to read them again;
+     * per upstream, whether its rollout was counted at the last tick
+     */
     ngx_array_t                           seen;
+    u_char                               *collecting;
     ngx_msec_t                            collect;
 
     u_char                                lease[NGX_INT64_LEN + 1];

@@ -69,6 +69,8 @@ static ngx_int_t ngx_http_traffic_shift_sync_rollout_index(
     ngx_http_traffic_shift_split_t **split);
 static json_t *ngx_http_traffic_shift_sync_rollout_get(json_t *obj,
     ngx_str_t *name);
+static void ngx_http_traffic_shift_sync_rollout_forget(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t i);
 static ngx_int_t ngx_http_traffic_shift_sync_rollout_step(
     ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t i);
 static ngx_int_t ngx_http_traffic_shift_sync_rollout_txn(
@@ -118,11 +120,12 @@ ngx_http_traffic_shift_sync_rollouts_init(
     sr->rollback = ngx_pcalloc(pool, n * sizeof(uint64_t));
     sr->orphan = ngx_pcalloc(pool, n * sizeof(uint64_t));
     sr->renew = ngx_pcalloc(pool, n);
+    sr->collecting = ngx_pcalloc(pool, n);
     sr->before = ngx_pcalloc(pool, n * NGX_HTTP_TS_MAX_POOLS
                                    * sizeof(ngx_uint_t));
 
     if (sr->rollback == NULL || sr->orphan == NULL || sr->renew == NULL
-        || sr->before == NULL)
+        || sr->collecting == NULL || sr->before == NULL)
     {
         return NGX_ERROR;
     }
@@ -146,6 +149,7 @@ ngx_http_traffic_shift_sync_rollouts_stop(
     sr->what = NGX_HTTP_TS_SR_IDLE;
     sr->lease[0] = '\0';
     sr->seen.nelts = 0;
+    ngx_memzero(sr->collecting, ngx_max(sr->mcf->splits.nelts, 1));
 }
 
 
@@ -287,19 +291,31 @@ ngx_http_traffic_shift_sync_rollouts_tick(
     progress = 0;
 
     for (i = 0; i < sr->mcf->splits.nelts; i++) {
-        if (splitp[i]->sh && splitp[i]->sh->layout == splitp[i]->layout
-            && splitp[i]->sh->fleet_claim
-            && splitp[i]->sh->rollout.state == NGX_HTTP_TS_RO_PROGRESSING)
+        if (!(splitp[i]->sh && splitp[i]->sh->layout == splitp[i]->layout
+              && splitp[i]->sh->fleet_claim
+              && splitp[i]->sh->rollout.state == NGX_HTTP_TS_RO_PROGRESSING))
         {
-            progress = 1;
+            sr->collecting[i] = 0;
+            continue;
+        }
 
-            if ((ngx_msec_int_t) (ngx_current_msec - ok)
-                > NGX_HTTP_TS_SR_SILENCE)
-            {
-                ngx_http_traffic_shift_sync_rollout_lost(sr, splitp[i],
-                                      "this node lost etcd, the other nodes "
-                                      "put the weights from before it back");
-            }
+        if (!sr->collecting[i]) {
+            /*
+             * counted from the next read on: what the nodes served before
+             * (another rollout, a pause) is not this rollout's
+             */
+            ngx_http_traffic_shift_sync_rollout_forget(sr, i);
+            sr->collecting[i] = 1;
+        }
+
+        progress = 1;
+
+        if ((ngx_msec_int_t) (ngx_current_msec - ok)
+            > NGX_HTTP_TS_SR_SILENCE)
+        {
+            ngx_http_traffic_shift_sync_rollout_lost(sr, splitp[i],
+                                  "this node lost etcd, the other nodes "
+                                  "put the weights from before it back");
         }
     }
 
@@ -958,4 +974,26 @@ ngx_http_traffic_shift_sync_rollout_get(json_t *obj, ngx_str_t *name)
     buf[name->len] = '\0';
 
     return json_object_get(obj, (char *) buf);
+}
+
+
+/* the other nodes' counters of upstream "i" last read: forgotten */
+
+static void
+ngx_http_traffic_shift_sync_rollout_forget(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t i)
+{
+    ngx_uint_t                           k, n;
+    ngx_http_traffic_shift_sync_seen_t  *seen;
+
+    seen = sr->seen.elts;
+    n = 0;
+
+    for (k = 0; k < sr->seen.nelts; k++) {
+        if (seen[k].split != i) {
+            seen[n++] = seen[k];
+        }
+    }
+
+    sr->seen.nelts = n;
 }

@@ -20,6 +20,7 @@ use lib "$FindBin::Bin/lib";
 use Time::HiRes qw(time sleep);
 use JSON::PP ();
 use MIME::Base64 ();
+use POSIX ();
 use TSTest;
 use TSEtcd;
 
@@ -219,7 +220,56 @@ is($r->{status}, 200, 'then A sets blue 100 again') or diag($r->{body});
 ok(wait_for(sub { ups('b')->{weights}{blue} == 100 }, 3, 'blue on B'),
    'and B follows');
 
-# 5. the driver dies: B puts the weights from before back
+# 5. two rollouts started at the same moment on A and on B: etcd lets one
+# node drive; the other one's rollout ends
+
+ok(wait_for(sub { !defined(($etcd->get('/traffic-shift/rollouts/app'))[0]) },
+            3, 'the key deleted'), 'no rollout key');
+my %slow = (%rollout, interval => '60s');
+my $child = fork() // die "fork: $!";
+if ($child == 0) {
+    my $st = api('b', 'PUT', '/upstreams/app/rollout', \%slow)->{status};
+    POSIX::_exit($st == 201 ? 0 : $st == 409 ? 1 : 2);
+}
+my $st_a = api('a', 'PUT', '/upstreams/app/rollout', \%slow)->{status};
+waitpid($child, 0);
+my $st_b = { 0 => 201, 1 => 409 }->{$? >> 8} // 'other';
+diag("two rollouts at once: A answered $st_a, B answered $st_b");
+ok(($st_a == 201 || $st_a == 409) && ($st_b eq '201' || $st_b eq '409')
+   && ($st_a == 201 || $st_b eq '201'),
+   'each answered 201 or 409, at least one 201');
+
+my ($driver, $other);
+ok(wait_for(sub {
+    my ($v) = $etcd->get('/traffic-shift/rollouts/app');
+    return 0 unless $v;
+    $driver = JSON::PP::decode_json($v)->{node};
+    $other = $driver eq 'a' ? 'b' : 'a';
+    my $o = api($other, 'GET', '/upstreams/app/rollout');
+    ($o->{json}{state} // '') ne 'progressing';
+}, 3, 'one driver'), 'one node drives the rollout in the fleet');
+is(api($driver, 'GET', '/upstreams/app/rollout')->{json}{state},
+   'progressing', "node $driver's rollout progresses");
+if (($other eq 'a' ? $st_a : $st_b) eq '201') {
+    my $o = api($other, 'GET', '/upstreams/app/rollout');
+    my $why = $o->{status} == 404 ? $o->{json}{error}{text}
+            : "$o->{json}{state}: " . ($o->{json}{reason} // '');
+    like($why, qr/node "$driver" of the fleet drives|another node drives/,
+         "node $other's own rollout ended, saying why");
+}
+ok(wait_for(sub { ups('a')->{weights}{canary} == 10
+                  && ups('b')->{weights}{canary} == 10
+                  && ups('a')->{generation} == ups('b')->{generation} },
+            3, 'the same step on both'),
+   'both nodes route by the driver\'s step 1, at one generation');
+
+$r = api($driver, 'PATCH', '/upstreams/app/rollout', { action => 'abort' });
+is($r->{status}, 200, "aborted on $driver") or diag($r->{body});
+ok(wait_for(sub { ups('a')->{weights}{canary} == 0
+                  && ups('b')->{weights}{canary} == 0 }, 3, 'blue again'),
+   'both back to the weights from before');
+
+# 6. the driver dies: B puts the weights from before back
 
 ok(wait_for(sub { !defined(($etcd->get('/traffic-shift/rollouts/app'))[0]) },
             3, 'the key deleted'), 'no rollout key');
@@ -291,7 +341,7 @@ like($node{b}->error_log, qr/node "a" driving a rollout left the fleet/,
 is_deeply(ups('b')->{weights}, { blue => 100, canary => 0 },
           'B: blue 100, canary 0');
 
-# 6. etcd down: a rollout needs it
+# 7. etcd down: a rollout needs it
 
 $etcd->stop;
 ok(wait_for(sub { api('b', 'PUT', '/upstreams/app/rollout',
