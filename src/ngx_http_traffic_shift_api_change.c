@@ -51,7 +51,9 @@ static void ngx_http_traffic_shift_api_log_change(ngx_http_request_t *r,
 static void ngx_http_traffic_shift_api_synced(ngx_http_request_t *r,
     void *data, ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err,
     json_t *fleet);
-static void ngx_http_traffic_shift_api_down_synced(ngx_http_request_t *r,
+static ngx_int_t ngx_http_traffic_shift_api_started(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_req_t *req);
+static void ngx_http_traffic_shift_api_fleet_done(ngx_http_request_t *r,
     void *data, ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err,
     json_t *fleet);
 
@@ -211,7 +213,7 @@ ngx_http_traffic_shift_api_patch_split(ngx_http_request_t *r,
             return rc;
         }
 
-        return ngx_http_traffic_shift_api_changed(r, req);
+        return ngx_http_traffic_shift_api_started(r, req);
     }
 
     if (ngx_http_traffic_shift_api_parse_weights(split, root, weights, &force,
@@ -328,6 +330,31 @@ ngx_http_traffic_shift_api_patch_rollout(ngx_http_request_t *r,
         return rc;
     }
 
+    if (r->method != NGX_HTTP_PATCH) {
+        /* a start: in fleet mode, answered once it is the fleet's */
+        return ngx_http_traffic_shift_api_started(r, req);
+    }
+
+    return ngx_http_traffic_shift_api_changed(r, req);
+}
+
+
+/* a rollout or a ramp started: answered, in fleet mode once etcd has it */
+
+static ngx_int_t
+ngx_http_traffic_shift_api_started(ngx_http_request_t *r,
+    ngx_http_traffic_shift_api_req_t *req)
+{
+    ngx_http_traffic_shift_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
+
+    if (mcf->sync) {
+        return ngx_http_traffic_shift_sync_claimed(r, req->path.split,
+                                      ngx_http_traffic_shift_api_fleet_done,
+                                      req);
+    }
+
     return ngx_http_traffic_shift_api_changed(r, req);
 }
 
@@ -411,7 +438,7 @@ ngx_http_traffic_shift_api_patch_server(ngx_http_request_t *r,
         /* fleet mode: a put in etcd, answered once applied here */
         rc = ngx_http_traffic_shift_sync_down_write(r, &req->path, down,
                                  if_match, &req->version, err,
-                                 ngx_http_traffic_shift_api_down_synced, req);
+                                 ngx_http_traffic_shift_api_fleet_done, req);
         if (rc != NGX_DECLINED) {
             return rc;
         }
@@ -719,10 +746,13 @@ ngx_http_traffic_shift_api_synced(ngx_http_request_t *r, void *data,
 }
 
 
-/* fleet mode: etcd took the admin mark and this node applied it, or not */
+/*
+ * fleet mode: etcd took the change (an admin mark, a rollout's claim) and
+ * this node applied it, or not
+ */
 
 static void
-ngx_http_traffic_shift_api_down_synced(ngx_http_request_t *r, void *data,
+ngx_http_traffic_shift_api_fleet_done(ngx_http_request_t *r, void *data,
     ngx_int_t rc, ngx_http_traffic_shift_api_err_t *err, json_t *fleet)
 {
     ngx_http_traffic_shift_api_req_t  *req = data;

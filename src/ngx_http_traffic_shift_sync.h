@@ -128,6 +128,10 @@ ngx_int_t ngx_http_traffic_shift_sync_write(ngx_http_request_t *r,
     ngx_http_traffic_shift_api_err_t *err,
     ngx_http_traffic_shift_sync_done_pt done, void *data);
 
+ngx_int_t ngx_http_traffic_shift_sync_claimed(ngx_http_request_t *r,
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sync_done_pt done, void *data);
+
 /* ngx_http_traffic_shift_sync_node.c: this node's key, the fleet */
 void ngx_http_traffic_shift_sync_node_beat(
     ngx_http_traffic_shift_sync_node_t *n,

@@ -75,7 +75,10 @@ static ngx_int_t ngx_http_traffic_shift_sync_rollout_step(
     ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t i);
 static ngx_int_t ngx_http_traffic_shift_sync_rollout_txn(
     ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t what,
-    json_t *compare, json_t *success);
+    json_t *compare, json_t *success, json_t *failure);
+static void ngx_http_traffic_shift_sync_rollout_yield(
+    ngx_http_traffic_shift_sync_rollouts_t *sr,
+    ngx_http_traffic_shift_split_t *split, json_t *json);
 static json_t *ngx_http_traffic_shift_sync_rollout_cmp(ngx_pool_t *pool,
     ngx_str_t *key, const char *target, uint64_t value);
 static json_t *ngx_http_traffic_shift_sync_rollout_put(ngx_pool_t *pool,
@@ -364,7 +367,7 @@ static ngx_int_t
 ngx_http_traffic_shift_sync_rollout_step(
     ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t i)
 {
-    json_t                               *cmp, *ops, *rec;
+    json_t                               *cmp, *ops, *rec, *fail;
     ngx_str_t                             key, ukey;
     ngx_uint_t                            claim[5], active, what;
     ngx_pool_t                           *pool;
@@ -504,22 +507,30 @@ ngx_http_traffic_shift_sync_rollout_step(
         ngx_memcpy(sr->weights, w.weights, sizeof(sr->weights));
     }
 
-    return ngx_http_traffic_shift_sync_rollout_txn(sr, what, cmp, ops);
+    /* a claim refused reads the fleet's weights in the same transaction */
+
+    fail = (what != NGX_HTTP_TS_SR_CLAIM) ? NULL
+           : json_pack("[{s:{s:o}}]", "request_range", "key",
+                       ngx_http_traffic_shift_etcd_b64(pool, ukey.data,
+                                                       ukey.len));
+
+    return ngx_http_traffic_shift_sync_rollout_txn(sr, what, cmp, ops, fail);
 }
 
 
-/* a transaction of "compare" and "success" (both consumed) */
+/* a transaction of "compare", "success" and "failure" (NULL: none) */
 
 static ngx_int_t
 ngx_http_traffic_shift_sync_rollout_txn(
     ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t what,
-    json_t *compare, json_t *success)
+    json_t *compare, json_t *success, json_t *failure)
 {
     json_t     *json;
     ngx_int_t   rc;
     ngx_str_t   body;
 
-    json = json_pack("{s:o,s:o}", "compare", compare, "success", success);
+    json = json_pack("{s:o,s:o,s:o*}", "compare", compare, "success", success,
+                     "failure", failure);
 
     rc = NGX_ERROR;
 
@@ -683,9 +694,7 @@ ngx_http_traffic_shift_sync_rollout_done(ngx_http_traffic_shift_etcd_t *e,
     if (!json_is_true(json_object_get(json, "succeeded"))) {
 
         if (what == NGX_HTTP_TS_SR_CLAIM) {
-            ngx_http_traffic_shift_sync_rollout_lost(sr, split,
-                                "another node drives a rollout of it, or "
-                                "its weights changed in the fleet");
+            ngx_http_traffic_shift_sync_rollout_yield(sr, split, json);
             return;
         }
 
@@ -735,6 +744,79 @@ ngx_http_traffic_shift_sync_rollout_done(ngx_http_traffic_shift_etcd_t *e,
 
     /* the end pushed: the key goes at once */
     (void) ngx_http_traffic_shift_sync_rollout_step(sr, i);
+}
+
+
+/*
+ * A claim refused: another node drives a rollout, or the weights changed
+ * in etcd.  The rollout started here ends, and the node takes the
+ * fleet's weights the transaction read (its failure branch).
+ */
+
+static void
+ngx_http_traffic_shift_sync_rollout_yield(
+    ngx_http_traffic_shift_sync_rollouts_t *sr,
+    ngx_http_traffic_shift_split_t *split, json_t *json)
+{
+    json_t                            *kv, *root;
+    uint64_t                           revision;
+    ngx_str_t                          value;
+    ngx_uint_t                         force;
+    ngx_uint_t                         weights[NGX_HTTP_TS_MAX_POOLS];
+    ngx_pool_t                        *pool;
+    ngx_http_traffic_shift_api_err_t   err;
+
+    static u_char  reason[] = "ended in the fleet: another node drives a "
+                              "rollout of it, or its weights changed in "
+                              "the fleet";
+
+    kv = json_array_get(json_object_get(json_object_get(
+             json_array_get(json_object_get(json, "responses"), 0),
+             "response_range"), "kvs"), 0);
+
+    pool = ngx_create_pool(1024, sr->etcd.log);
+    if (pool == NULL) {
+        return;
+    }
+
+    root = NULL;
+
+    if (kv == NULL
+        || ngx_http_traffic_shift_etcd_int(kv, "mod_revision", &revision)
+           != NGX_OK
+        || ngx_http_traffic_shift_etcd_unb64(pool,
+                                             json_object_get(kv, "value"),
+                                             &value)
+           != NGX_OK
+        || (root = ngx_http_traffic_shift_api_parse(&value, &err)) == NULL
+        || ngx_http_traffic_shift_api_parse_weights(split, root, weights,
+                                                    &force, &err)
+           != NGX_OK)
+    {
+        /* no usable weights in etcd: the weights from before come back */
+        json_decref(root);
+        ngx_destroy_pool(pool);
+        ngx_http_traffic_shift_sync_rollout_lost(sr, split,
+                                                 (char *) reason
+                                                 + sizeof("ended in the "
+                                                          "fleet: ") - 1);
+        return;
+    }
+
+    json_decref(root);
+    ngx_destroy_pool(pool);
+
+    if (ngx_http_traffic_shift_zone_rollout_yield(sr->mcf, split,
+                                                  sr->claim[NGX_HTTP_TS_SR_ID],
+                                                  weights, revision, reason,
+                                                  sizeof(reason) - 1)
+        == NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, sr->etcd.log, 0,
+                      "traffic_shift \"%V\": rollout aborted, %s; the "
+                      "fleet's weights applied, generation %uL",
+                      &split->name, reason, revision);
+    }
 }
 
 

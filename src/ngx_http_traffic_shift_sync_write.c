@@ -42,6 +42,20 @@ typedef struct {
 } ngx_http_traffic_shift_sync_write_t;
 
 
+/* a rollout started here, until etcd took this node's claim */
+
+typedef struct {
+    ngx_event_t                           poll;
+    ngx_http_request_t                   *r;
+    ngx_http_traffic_shift_split_t       *split;
+    ngx_uint_t                            id;
+    ngx_msec_t                            deadline;
+    ngx_http_traffic_shift_sync_done_pt   done;
+    void                                 *data;
+    ngx_http_traffic_shift_sh_rollout_t   ro;
+} ngx_http_traffic_shift_sync_claim_t;
+
+
 static ngx_int_t ngx_http_traffic_shift_sync_send(
     ngx_http_traffic_shift_sync_write_t *sw);
 static void ngx_http_traffic_shift_sync_written(
@@ -52,6 +66,8 @@ static void ngx_http_traffic_shift_sync_polled(
 static void ngx_http_traffic_shift_sync_waited(
     ngx_http_traffic_shift_sync_write_t *sw, json_t *nodes);
 static void ngx_http_traffic_shift_sync_cleanup(void *data);
+static void ngx_http_traffic_shift_sync_claim_poll(ngx_event_t *ev);
+static void ngx_http_traffic_shift_sync_claim_cleanup(void *data);
 
 
 /*
@@ -551,5 +567,126 @@ ngx_http_traffic_shift_sync_cleanup(void *data)
 
     if (sw->poll.timer_set) {
         ngx_del_timer(&sw->poll);
+    }
+}
+
+
+/*
+ * A rollout (or a ramp) just started here in fleet mode: the answer waits
+ * until the worker holding the watch made it the fleet's (etcd took its
+ * claim: NGX_OK), or it ended because another node drives one or the
+ * weights changed in the fleet (NGX_ERROR, 409), at most the sync
+ * timeout (NGX_OK: it runs here, etcd is slow).  NGX_DONE: "done" is
+ * called later, once.
+ */
+
+ngx_int_t
+ngx_http_traffic_shift_sync_claimed(ngx_http_request_t *r,
+    ngx_http_traffic_shift_split_t *split,
+    ngx_http_traffic_shift_sync_done_pt done, void *data)
+{
+    ngx_pool_cleanup_t                   *cln;
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_sync_claim_t  *sc;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_traffic_shift_module);
+
+    sc = ngx_pcalloc(r->pool, sizeof(ngx_http_traffic_shift_sync_claim_t));
+    if (sc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_traffic_shift_zone_rollout_copy(mcf, split, &sc->ro, NULL)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_traffic_shift_sync_claim_cleanup;
+    cln->data = sc;
+
+    sc->r = r;
+    sc->split = split;
+    sc->id = sc->ro.id;
+    sc->done = done;
+    sc->data = data;
+    sc->deadline = ngx_current_msec
+                   + ((ngx_http_traffic_shift_sync_conf_t *) mcf->sync)
+                     ->timeout;
+
+    sc->poll.handler = ngx_http_traffic_shift_sync_claim_poll;
+    sc->poll.data = sc;
+    sc->poll.log = r->connection->log;
+
+    ngx_add_timer(&sc->poll, NGX_HTTP_TS_WAIT_POLL);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_traffic_shift_sync_claim_poll(ngx_event_t *ev)
+{
+    ngx_uint_t                            claim[5];
+    ngx_http_traffic_shift_api_err_t      err;
+    ngx_http_traffic_shift_main_conf_t   *mcf;
+    ngx_http_traffic_shift_sync_claim_t  *sc;
+
+    sc = ev->data;
+    mcf = ngx_http_get_module_main_conf(sc->r, ngx_http_traffic_shift_module);
+
+    err.status = 0;
+
+    ngx_http_traffic_shift_zone_sync_claim(mcf, sc->split, claim, 1);
+
+    if (claim[0] && claim[1] == sc->id) {
+        sc->done(sc->r, sc->data, NGX_OK, &err, NULL);
+        return;
+    }
+
+    if (ngx_http_traffic_shift_zone_rollout_copy(mcf, sc->split, &sc->ro,
+                                                 NULL)
+        != NGX_OK
+        || sc->ro.id != sc->id
+        || (sc->ro.state != NGX_HTTP_TS_RO_PROGRESSING
+            && sc->ro.state != NGX_HTTP_TS_RO_PAUSED))
+    {
+        (void) ngx_http_traffic_shift_api_fail(&err, NGX_HTTP_CONFLICT,
+                                            "rollout_in_progress",
+                                            "the rollout of upstream \"%V\" "
+                                            "started here has ended: %s",
+                                            &sc->split->name,
+                                            sc->ro.id == sc->id
+                                            ? (char *) sc->ro.reason
+                                            : "another one replaced it");
+        sc->done(sc->r, sc->data, NGX_ERROR, &err, NULL);
+        return;
+    }
+
+    if ((ngx_msec_int_t) (sc->deadline - ngx_current_msec) <= 0) {
+        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                      "traffic_shift \"%V\": etcd did not take the rollout's "
+                      "claim in time, it runs here until it does",
+                      &sc->split->name);
+        sc->done(sc->r, sc->data, NGX_OK, &err, NULL);
+        return;
+    }
+
+    ngx_add_timer(&sc->poll, NGX_HTTP_TS_WAIT_POLL);
+}
+
+
+static void
+ngx_http_traffic_shift_sync_claim_cleanup(void *data)
+{
+    ngx_http_traffic_shift_sync_claim_t  *sc = data;
+
+    if (sc->poll.timer_set) {
+        ngx_del_timer(&sc->poll);
     }
 }

@@ -107,6 +107,10 @@ ngx_int_t ngx_http_traffic_shift_zone_rollout_start(
     ngx_http_traffic_shift_split_t *split,
     ngx_http_traffic_shift_sh_rollout_t *conf, ngx_uint_t if_match,
     ngx_http_traffic_shift_change_t *change);
+ngx_int_t ngx_http_traffic_shift_zone_rollout_yield(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t id, ngx_uint_t *weights,
+    ngx_uint_t revision, u_char *reason, size_t len);
 void ngx_http_traffic_shift_zone_rollout_counts(
     ngx_http_traffic_shift_sh_split_t *rec,
     ngx_http_traffic_shift_sh_rollout_t *ro, ngx_uint_t k,

@@ -589,6 +589,74 @@ done:
 
 
 /*
+ * Fleet mode: rollout "id", started here, cannot be the fleet's (another
+ * node drives one, or the weights changed in etcd).  It ends, aborted,
+ * and the node takes the fleet's weights read at "revision" (not the
+ * weights from before the rollout: the fleet may be at another node's
+ * step).  NGX_DECLINED: a reload replaced the record.
+ */
+
+ngx_int_t
+ngx_http_traffic_shift_zone_rollout_yield(
+    ngx_http_traffic_shift_main_conf_t *mcf,
+    ngx_http_traffic_shift_split_t *split, ngx_uint_t id, ngx_uint_t *weights,
+    ngx_uint_t revision, u_char *reason, size_t len)
+{
+    ngx_uint_t                            i;
+    ngx_http_traffic_shift_weights_t      w;
+    ngx_http_traffic_shift_sh_split_t    *rec;
+    ngx_http_traffic_shift_sh_rollout_t  *ro;
+
+    rec = split->sh;
+    ro = &rec->rollout;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    if (rec->seq & 1) {
+        rec->seq++;
+    }
+
+    if (rec->layout != split->layout || mcf->sh->retired) {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (ro->id == id
+        && (ro->state == NGX_HTTP_TS_RO_PROGRESSING
+            || ro->state == NGX_HTTP_TS_RO_PAUSED))
+    {
+        ngx_http_traffic_shift_zone_rollout_finish(ro, NGX_HTTP_TS_RO_ABORTED,
+                                                   NULL, reason, len);
+        mcf->sh->ro_changed = 1;
+    }
+
+    if (weights && revision >= rec->sync_revision) {
+        w = rec->copy[rec->current & 1];
+
+        w.generation = revision;
+        w.source = NGX_HTTP_TS_SRC_FLEET;
+        w.updated = ngx_time();
+
+        for (i = 0; i < rec->npools; i++) {
+            w.weights[i] = weights[i];
+        }
+
+        ngx_http_traffic_shift_write_begin(&rec->seq);
+        ngx_http_traffic_shift_zone_publish(rec, &w);
+        ngx_http_traffic_shift_write_end(&rec->seq);
+
+        rec->sync_revision = revision;
+    }
+
+    ngx_http_traffic_shift_zone_changed(mcf);
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/*
  * PATCH actions "resume" (a fresh window for the current step, whose
  * weights are set again) and "promote" (the last step's weights, and the
  * rollout succeeded).  NGX_DECLINED: no rollout in a state for it;

@@ -228,16 +228,23 @@ ok(wait_for(sub { !defined(($etcd->get('/traffic-shift/rollouts/app'))[0]) },
 my %slow = (%rollout, interval => '60s');
 my $child = fork() // die "fork: $!";
 if ($child == 0) {
-    my $st = api('b', 'PUT', '/upstreams/app/rollout', \%slow)->{status};
-    POSIX::_exit($st == 201 ? 0 : $st == 409 ? 1 : 2);
+    my $r = api('b', 'PUT', '/upstreams/app/rollout', \%slow);
+    $node{b}->write_file('race.json', $r->{body} // '');
+    POSIX::_exit($r->{status} == 201 ? 0 : $r->{status} == 409 ? 1 : 2);
 }
-my $st_a = api('a', 'PUT', '/upstreams/app/rollout', \%slow)->{status};
+my $ra = api('a', 'PUT', '/upstreams/app/rollout', \%slow);
 waitpid($child, 0);
-my $st_b = { 0 => 201, 1 => 409 }->{$? >> 8} // 'other';
-diag("two rollouts at once: A answered $st_a, B answered $st_b");
-ok(($st_a == 201 || $st_a == 409) && ($st_b eq '201' || $st_b eq '409')
-   && ($st_a == 201 || $st_b eq '201'),
-   'each answered 201 or 409, at least one 201');
+my %race = (a => $ra->{status},
+            b => { 0 => 201, 1 => 409 }->{$? >> 8} // 'other');
+my %body = (a => $ra->{body} // '', b => $node{b}->read_file('race.json'));
+diag("two rollouts at once: A answered $race{a}, B answered $race{b}");
+is(join(',', sort values %race), '201,409',
+   'one answered 201, the other 409: it waited for etcd\'s verdict');
+my ($lost) = grep { $race{$_} eq '409' } keys %race;
+like($lost ? $body{$lost} : '',
+     qr/rollout_in_progress.*(another node drives|node \\"[ab]\\" of the fleet)/,
+     'the 409 says another node drives one')
+    or diag($lost ? $body{$lost} : 'no 409');
 
 my ($driver, $other);
 ok(wait_for(sub {
@@ -250,13 +257,8 @@ ok(wait_for(sub {
 }, 3, 'one driver'), 'one node drives the rollout in the fleet');
 is(api($driver, 'GET', '/upstreams/app/rollout')->{json}{state},
    'progressing', "node $driver's rollout progresses");
-if (($other eq 'a' ? $st_a : $st_b) eq '201') {
-    my $o = api($other, 'GET', '/upstreams/app/rollout');
-    my $why = $o->{status} == 404 ? $o->{json}{error}{text}
-            : "$o->{json}{state}: " . ($o->{json}{reason} // '');
-    like($why, qr/node "$driver" of the fleet drives|another node drives/,
-         "node $other's own rollout ended, saying why");
-}
+is($race{$driver}, 201, "the driving node, $driver, is the one that "
+                        . 'answered 201');
 ok(wait_for(sub { ups('a')->{weights}{canary} == 10
                   && ups('b')->{weights}{canary} == 10
                   && ups('a')->{generation} == ups('b')->{generation} },
