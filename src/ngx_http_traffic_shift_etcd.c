@@ -9,39 +9,32 @@
 
 /*
  * A small client of etcd's v3 JSON gateway (see the header): the request
- * is written at once, the answer read into "in", its body (without the
- * chunks' framing) copied into "body".  Nothing here blocks; the
- * connection is closed at once when the worker shuts down (c->idle).
+ * is written at once, the answer read into "in" and parsed
+ * (ngx_http_traffic_shift_etcd_parse.c).  Nothing here blocks; the
+ * connection, busy or kept idle, is closed at once when the worker shuts
+ * down (c->idle).  The request's memory is "pool", the connection's (its
+ * TLS state) a pool of its own, as the connection outlives requests.
  */
 
 
-#define NGX_HTTP_TS_ETCD_HEADER      0
-#define NGX_HTTP_TS_ETCD_LENGTH      1
-#define NGX_HTTP_TS_ETCD_UNTIL_EOF   2
-#define NGX_HTTP_TS_ETCD_CHUNK_SIZE  3
-#define NGX_HTTP_TS_ETCD_CHUNK_DATA  4
-#define NGX_HTTP_TS_ETCD_CHUNK_END   5
-#define NGX_HTTP_TS_ETCD_DONE        6
-
 #define NGX_HTTP_TS_ETCD_IN_SIZE     16384
-
-/* a watch's answer, not the authentication before it */
-#define ngx_http_traffic_shift_etcd_streaming(e)                             \
-    ((e)->stream && !(e)->authenticating)
+#define NGX_HTTP_TS_ETCD_CONN_POOL   512
 
 
+static void ngx_http_traffic_shift_etcd_end(ngx_http_traffic_shift_etcd_t *e);
+static void ngx_http_traffic_shift_etcd_drop(ngx_http_traffic_shift_etcd_t *e);
 static ngx_int_t ngx_http_traffic_shift_etcd_send(
+    ngx_http_traffic_shift_etcd_t *e);
+static ngx_int_t ngx_http_traffic_shift_etcd_connect(
     ngx_http_traffic_shift_etcd_t *e);
 static ngx_int_t ngx_http_traffic_shift_etcd_request(
     ngx_http_traffic_shift_etcd_t *e);
 static void ngx_http_traffic_shift_etcd_write(ngx_event_t *wev);
 static void ngx_http_traffic_shift_etcd_read(ngx_event_t *rev);
-static ngx_int_t ngx_http_traffic_shift_etcd_parse(
+static ngx_int_t ngx_http_traffic_shift_etcd_retry(
     ngx_http_traffic_shift_etcd_t *e);
-static ngx_int_t ngx_http_traffic_shift_etcd_header(
-    ngx_http_traffic_shift_etcd_t *e);
-static ngx_int_t ngx_http_traffic_shift_etcd_append(
-    ngx_http_traffic_shift_etcd_t *e, size_t n);
+static void ngx_http_traffic_shift_etcd_keep(ngx_http_traffic_shift_etcd_t *e);
+static void ngx_http_traffic_shift_etcd_idle(ngx_event_t *rev);
 static ngx_int_t ngx_http_traffic_shift_etcd_lines(
     ngx_http_traffic_shift_etcd_t *e);
 static void ngx_http_traffic_shift_etcd_done(ngx_http_traffic_shift_etcd_t *e);
@@ -62,11 +55,12 @@ ngx_int_t
 ngx_http_traffic_shift_etcd_start(ngx_http_traffic_shift_etcd_t *e,
     const char *path, u_char *body, size_t len)
 {
-    ngx_http_traffic_shift_etcd_close(e);
+    /* the request before, if any, ends; its connection if kept stays */
+    ngx_http_traffic_shift_etcd_end(e);
 
-    e->serial++;
     e->error = NULL;
     e->reauthenticated = 0;
+    e->retried = 0;
 
     e->pool = ngx_create_pool(4096, e->log);
     if (e->pool == NULL) {
@@ -104,20 +98,23 @@ ngx_http_traffic_shift_etcd_start(ngx_http_traffic_shift_etcd_t *e,
 
 
 /*
- * the request, or the authentication before it, on a new connection;
- * NGX_DECLINED: it cannot connect ("error" says it)
+ * the request, or the authentication before it, on the kept connection
+ * to the endpoint or a new one; NGX_DECLINED: it cannot connect ("error"
+ * says it)
  */
 
 static ngx_int_t
 ngx_http_traffic_shift_etcd_send(ngx_http_traffic_shift_etcd_t *e)
 {
-    ngx_int_t                            rc;
     ngx_connection_t                    *c;
     ngx_http_traffic_shift_etcd_auth_t  *auth;
 
-    if (e->pc.connection) {
-        ngx_http_traffic_shift_close_connection(e->pc.connection);
-        e->pc.connection = NULL;
+    c = e->pc.connection;
+
+    if (c && (e->busy || e->peer != e->endpoint)) {
+        /* an answer not read to its end, or another endpoint */
+        ngx_http_traffic_shift_etcd_drop(e);
+        c = NULL;
     }
 
     e->serial++;
@@ -130,6 +127,8 @@ ngx_http_traffic_shift_etcd_send(ngx_http_traffic_shift_etcd_t *e)
     e->sent = 0;
     e->connected = 0;
     e->busy = 0;
+    e->keep = 0;
+    e->reused = (c != NULL);
     e->in->pos = e->in->start;
     e->in->last = e->in->start;
 
@@ -143,6 +142,42 @@ ngx_http_traffic_shift_etcd_send(ngx_http_traffic_shift_etcd_t *e)
         return NGX_ERROR;
     }
 
+    if (c == NULL) {
+        return ngx_http_traffic_shift_etcd_connect(e);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, e->log, 0,
+                   "traffic_shift_sync: etcd \"%V\": reusing the kept "
+                   "connection for %V", &e->endpoint->name, &e->path);
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    c->read->handler = ngx_http_traffic_shift_etcd_read;
+    c->write->handler = ngx_http_traffic_shift_etcd_write;
+
+    e->connected = 1;
+    e->busy = 1;
+
+    ngx_add_timer(c->write, e->timeout);
+
+    /* written from the event loop, as after a connect: never from here */
+    if (!c->write->posted) {
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_traffic_shift_etcd_connect(ngx_http_traffic_shift_etcd_t *e)
+{
+    ngx_int_t          rc;
+    ngx_pool_t        *pool;
+    ngx_connection_t  *c;
+
     ngx_memzero(&e->pc, sizeof(ngx_peer_connection_t));
 
     e->pc.sockaddr = e->endpoint->addr.sockaddr;
@@ -154,9 +189,16 @@ ngx_http_traffic_shift_etcd_send(ngx_http_traffic_shift_etcd_t *e)
     e->pc.tries = 1;
     e->pc.so_keepalive = 1;
 
+    pool = ngx_create_pool(NGX_HTTP_TS_ETCD_CONN_POOL, e->log);
+    if (pool == NULL) {
+        ngx_http_traffic_shift_etcd_close(e);
+        return NGX_ERROR;
+    }
+
     rc = ngx_event_connect_peer(&e->pc);
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        ngx_destroy_pool(pool);
         e->pc.connection = NULL;
         ngx_http_traffic_shift_etcd_close(e);
         e->error = "cannot connect";
@@ -166,7 +208,7 @@ ngx_http_traffic_shift_etcd_send(ngx_http_traffic_shift_etcd_t *e)
     c = e->pc.connection;
 
     c->data = e;
-    c->pool = e->pool;
+    c->pool = pool;
     c->idle = 1;
 
     c->read->handler = ngx_http_traffic_shift_etcd_read;
@@ -174,6 +216,7 @@ ngx_http_traffic_shift_etcd_send(ngx_http_traffic_shift_etcd_t *e)
     c->read->cancelable = 1;
     c->write->cancelable = 1;
 
+    e->peer = e->endpoint;
     e->busy = 1;
 
     ngx_add_timer(c->write, e->timeout);
@@ -216,6 +259,8 @@ ngx_http_traffic_shift_etcd_request(ngx_http_traffic_shift_etcd_t *e)
                   "Content-Length: " CRLF "Connection: close" CRLF CRLF) - 1
            + path.len + e->endpoint->name.len + NGX_SIZE_T_LEN + body.len;
 
+    /* "Connection: close" is sent when connections are not kept only */
+
     if (e->token) {
         size += sizeof("Authorization: " CRLF) - 1 + auth->token_len;
     }
@@ -236,7 +281,9 @@ ngx_http_traffic_shift_etcd_request(ngx_http_traffic_shift_etcd_t *e)
                                    auth->token_len, auth->token);
     }
 
-    if (!ngx_http_traffic_shift_etcd_streaming(e)) {
+    if (!ngx_http_traffic_shift_etcd_streaming(e)
+        && e->endpoint->keepalive == 0)
+    {
         e->out->last = ngx_cpymem(e->out->last, "Connection: close" CRLF,
                                   sizeof("Connection: close" CRLF) - 1);
     }
@@ -252,16 +299,23 @@ ngx_http_traffic_shift_etcd_request(ngx_http_traffic_shift_etcd_t *e)
 }
 
 
+/* the request, if any, and the connection, busy or kept */
+
 void
 ngx_http_traffic_shift_etcd_close(ngx_http_traffic_shift_etcd_t *e)
 {
-    ngx_connection_t  *c;
+    ngx_http_traffic_shift_etcd_drop(e);
+    ngx_http_traffic_shift_etcd_end(e);
+}
 
-    c = e->pc.connection;
 
-    if (c) {
-        ngx_http_traffic_shift_close_connection(c);
-        e->pc.connection = NULL;
+/* the request ends; its connection stays only if kept (not busy) */
+
+static void
+ngx_http_traffic_shift_etcd_end(ngx_http_traffic_shift_etcd_t *e)
+{
+    if (e->busy) {
+        ngx_http_traffic_shift_etcd_drop(e);
     }
 
     if (e->pool) {
@@ -274,6 +328,28 @@ ngx_http_traffic_shift_etcd_close(ngx_http_traffic_shift_etcd_t *e)
     e->body = NULL;
     e->busy = 0;
     e->serial++;
+}
+
+
+static void
+ngx_http_traffic_shift_etcd_drop(ngx_http_traffic_shift_etcd_t *e)
+{
+    ngx_pool_t        *pool;
+    ngx_connection_t  *c;
+
+    c = e->pc.connection;
+
+    if (c == NULL) {
+        return;
+    }
+
+    pool = c->pool;
+
+    ngx_http_traffic_shift_close_connection(c);
+    ngx_destroy_pool(pool);
+
+    e->pc.connection = NULL;
+    e->peer = NULL;
 }
 
 
@@ -321,6 +397,10 @@ ngx_http_traffic_shift_etcd_write(ngx_event_t *wev)
         }
 
         if (n == NGX_ERROR) {
+            if (ngx_http_traffic_shift_etcd_retry(e) == NGX_OK) {
+                return;
+            }
+
             ngx_http_traffic_shift_etcd_fail(e, e->connected
                                                 ? "cannot send"
                                                 : "cannot connect");
@@ -534,6 +614,10 @@ ngx_http_traffic_shift_etcd_read(ngx_event_t *rev)
                 return;
             }
 
+            if (ngx_http_traffic_shift_etcd_retry(e) == NGX_OK) {
+                return;
+            }
+
             ngx_http_traffic_shift_etcd_fail(e, e->sent ? "connection closed"
                                                         : "cannot connect");
             return;
@@ -541,12 +625,21 @@ ngx_http_traffic_shift_etcd_read(ngx_event_t *rev)
 
         b->last += n;
 
-        rc = ngx_http_traffic_shift_etcd_parse(e);
+        do {
+            rc = ngx_http_traffic_shift_etcd_parse(e);
 
-        if (e->serial != serial) {
-            /* the handler closed the request */
-            return;
-        }
+            if (rc == NGX_DECLINED
+                && ngx_http_traffic_shift_etcd_lines(e) != NGX_OK)
+            {
+                rc = NGX_ERROR;
+            }
+
+            if (e->serial != serial) {
+                /* the handler closed the request */
+                return;
+            }
+
+        } while (rc == NGX_DECLINED);
 
         if (rc == NGX_ERROR) {
             ngx_http_traffic_shift_etcd_fail(e, "invalid response");
@@ -575,230 +668,6 @@ ngx_http_traffic_shift_etcd_read(ngx_event_t *rev)
     {
         ngx_add_timer(rev, e->timeout);
     }
-}
-
-
-/* NGX_OK: the body is complete; NGX_AGAIN: more to read */
-
-static ngx_int_t
-ngx_http_traffic_shift_etcd_parse(ngx_http_traffic_shift_etcd_t *e)
-{
-    size_t      n;
-    u_char     *p;
-    ngx_int_t   rc;
-    ngx_buf_t  *b;
-    ngx_uint_t  serial;
-
-    b = e->in;
-    serial = e->serial;
-
-    for ( ;; ) {
-        n = b->last - b->pos;
-
-        switch (e->state) {
-
-        case NGX_HTTP_TS_ETCD_HEADER:
-            rc = ngx_http_traffic_shift_etcd_header(e);
-            if (rc != NGX_OK) {
-                return rc;
-            }
-
-            if (e->state == NGX_HTTP_TS_ETCD_DONE) {
-                return NGX_OK;
-            }
-
-            break;
-
-        case NGX_HTTP_TS_ETCD_LENGTH:
-        case NGX_HTTP_TS_ETCD_CHUNK_DATA:
-        case NGX_HTTP_TS_ETCD_UNTIL_EOF:
-            if (n == 0) {
-                return NGX_AGAIN;
-            }
-
-            if (e->state != NGX_HTTP_TS_ETCD_UNTIL_EOF
-                && (off_t) n > e->rest)
-            {
-                n = (size_t) e->rest;
-            }
-
-            if (ngx_http_traffic_shift_etcd_append(e, n) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            e->rest -= n;
-
-            if (ngx_http_traffic_shift_etcd_streaming(e)
-                && ngx_http_traffic_shift_etcd_lines(e) != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            if (e->serial != serial) {
-                /* the handler closed the request */
-                return NGX_AGAIN;
-            }
-
-            if (e->state == NGX_HTTP_TS_ETCD_UNTIL_EOF || e->rest > 0) {
-                return NGX_AGAIN;
-            }
-
-            if (e->state == NGX_HTTP_TS_ETCD_LENGTH) {
-                return NGX_OK;
-            }
-
-            e->state = NGX_HTTP_TS_ETCD_CHUNK_END;
-            break;
-
-        case NGX_HTTP_TS_ETCD_CHUNK_END:
-            if (n < 2) {
-                return NGX_AGAIN;
-            }
-
-            if (b->pos[0] != CR || b->pos[1] != LF) {
-                return NGX_ERROR;
-            }
-
-            b->pos += 2;
-            e->state = NGX_HTTP_TS_ETCD_CHUNK_SIZE;
-            break;
-
-        case NGX_HTTP_TS_ETCD_CHUNK_SIZE:
-            p = ngx_strlcasestrn(b->pos, b->last, (u_char *) CRLF, 1);
-            if (p == NULL) {
-                return n > 64 ? NGX_ERROR : NGX_AGAIN;
-            }
-
-            e->rest = 0;
-
-            for ( /* void */ ; b->pos < p; b->pos++) {
-                n = ngx_hextoi(b->pos, 1);
-
-                if (*b->pos == ';' || *b->pos == ' ') {
-                    break;
-                }
-
-                if ((ngx_int_t) n == NGX_ERROR
-                    || e->rest > NGX_HTTP_TS_ETCD_MAX_BODY)
-                {
-                    return NGX_ERROR;
-                }
-
-                e->rest = e->rest * 16 + n;
-            }
-
-            b->pos = p + 2;
-
-            if (e->rest == 0) {
-                /* the last chunk; trailers are not waited for */
-                e->state = NGX_HTTP_TS_ETCD_DONE;
-                return NGX_OK;
-            }
-
-            e->state = NGX_HTTP_TS_ETCD_CHUNK_DATA;
-            break;
-
-        default: /* NGX_HTTP_TS_ETCD_DONE */
-            return NGX_OK;
-        }
-    }
-}
-
-
-/* the status line and the headers that frame the body */
-
-static ngx_int_t
-ngx_http_traffic_shift_etcd_header(ngx_http_traffic_shift_etcd_t *e)
-{
-    u_char     *p, *end, *line, *next;
-    ngx_buf_t  *b;
-
-    b = e->in;
-
-    end = ngx_strlcasestrn(b->pos, b->last, (u_char *) CRLF CRLF, 4 - 1);
-    if (end == NULL) {
-        return NGX_AGAIN;
-    }
-
-    if (end - b->pos < 12 || ngx_strncmp(b->pos, "HTTP/1.", 7) != 0) {
-        return NGX_ERROR;
-    }
-
-    e->status = ngx_atoi(b->pos + 9, 3);
-    if (e->status == (ngx_uint_t) NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    e->state = NGX_HTTP_TS_ETCD_UNTIL_EOF;
-
-    for (line = b->pos; line < end; line = next) {
-        next = ngx_strlcasestrn(line, end + 2, (u_char *) CRLF, 1) + 2;
-
-        if (next - line > 16
-            && ngx_strncasecmp(line, (u_char *) "content-length:", 15) == 0)
-        {
-            for (p = line + 15; *p == ' '; p++) { /* void */ }
-
-            e->rest = ngx_atoof(p, next - 2 - p);
-            if (e->rest < 0 || e->rest > NGX_HTTP_TS_ETCD_MAX_BODY) {
-                return NGX_ERROR;
-            }
-
-            e->state = NGX_HTTP_TS_ETCD_LENGTH;
-
-        } else if (next - line > 19
-                   && ngx_strncasecmp(line, (u_char *) "transfer-encoding:",
-                                      18) == 0
-                   && ngx_strlcasestrn(line + 18, next,
-                                       (u_char *) "chunked", 7 - 1))
-        {
-            e->state = NGX_HTTP_TS_ETCD_CHUNK_SIZE;
-            break;
-        }
-    }
-
-    b->pos = end + 4;
-
-    if (e->state == NGX_HTTP_TS_ETCD_LENGTH && e->rest == 0) {
-        e->state = NGX_HTTP_TS_ETCD_DONE;
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_traffic_shift_etcd_append(ngx_http_traffic_shift_etcd_t *e, size_t n)
-{
-    u_char  *p;
-    size_t   size;
-
-    if (e->len + n > e->size) {
-        size = ngx_max(e->size * 2, e->len + n);
-        size = ngx_max(size, 4096);
-
-        if (size > NGX_HTTP_TS_ETCD_MAX_BODY) {
-            return NGX_ERROR;
-        }
-
-        p = ngx_pnalloc(e->pool, size);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (e->len) {
-            ngx_memcpy(p, e->body, e->len);
-        }
-
-        e->body = p;
-        e->size = size;
-    }
-
-    ngx_memcpy(e->body + e->len, e->in->pos, n);
-    e->len += n;
-    e->in->pos += n;
-
-    return NGX_OK;
 }
 
 
@@ -880,6 +749,9 @@ ngx_http_traffic_shift_etcd_done(ngx_http_traffic_shift_etcd_t *e)
         return;
     }
 
+    /* the authentication's connection is the request's too */
+    ngx_http_traffic_shift_etcd_keep(e);
+
     if (e->endpoint->auth
         && ngx_http_traffic_shift_etcd_authorized(e, json) != NGX_OK)
     {
@@ -888,11 +760,162 @@ ngx_http_traffic_shift_etcd_done(ngx_http_traffic_shift_etcd_t *e)
         return;
     }
 
-    ngx_http_traffic_shift_etcd_close(e);
+    ngx_http_traffic_shift_etcd_end(e);
 
     e->handler(e, json);
 
     json_decref(json);
+}
+
+
+/*
+ * A kept connection that etcd closed while it was idle (a restart of
+ * etcd, a proxy in between, or a close that crossed the request) fails
+ * the next request at once: the send fails, or the read finds the end of
+ * the connection or a reset before any byte of an answer.  Such a request
+ * is sent again, once, on a new connection, and its "sent" is cleared: the
+ * callers see one request.
+ *
+ * Only then: on a reused connection, before any byte of the answer, and
+ * never after a timeout (a request not answered in time may be taken
+ * yet).  A close found so is, in practice, a close that came before the
+ * request was read; etcd's gateway reads a request whole before it acts
+ * on it, and a partly written request is never acted on.  What cannot be
+ * told from it is an etcd that read the request, applied it and died
+ * before answering: the request then runs twice.  What is sent here bears
+ * that: a lease keepalive, a put of the node's own key and a range are
+ * the same twice, and every other write is a transaction that compares a
+ * revision, which the first run changed: the second one fails its
+ * compare and is answered as a conflict, nothing is written twice.
+ */
+
+static ngx_int_t
+ngx_http_traffic_shift_etcd_retry(ngx_http_traffic_shift_etcd_t *e)
+{
+    if (!e->reused || e->retried || e->state != NGX_HTTP_TS_ETCD_HEADER
+        || e->in->last != e->in->start)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, e->log, 0,
+                   "traffic_shift_sync: etcd \"%V\" closed the kept "
+                   "connection, sending again on a new one",
+                   &e->endpoint->name);
+
+    e->retried = 1;
+
+    ngx_http_traffic_shift_etcd_drop(e);
+
+    if (ngx_http_traffic_shift_etcd_send(e) != NGX_OK) {
+        ngx_http_traffic_shift_etcd_fail(e, e->error ? e->error
+                                                     : "no memory");
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * a complete answer: the connection is kept idle for the next request,
+ * if the answer allows it and nothing follows it; closed otherwise
+ */
+
+static void
+ngx_http_traffic_shift_etcd_keep(ngx_http_traffic_shift_etcd_t *e)
+{
+    ngx_connection_t  *c;
+
+    c = e->pc.connection;
+
+    e->busy = 0;
+
+    if (c == NULL) {
+        return;
+    }
+
+    if (!e->keep || e->state != NGX_HTTP_TS_ETCD_DONE
+        || e->in->pos != e->in->last || e->endpoint->keepalive == 0
+        || c->close || c->read->eof || c->read->error)
+    {
+        ngx_http_traffic_shift_etcd_drop(e);
+        return;
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    c->read->handler = ngx_http_traffic_shift_etcd_idle;
+    c->write->handler = ngx_http_traffic_shift_etcd_dummy;
+
+    ngx_add_timer(c->read, e->endpoint->keepalive);
+
+    if (c->read->ready && !c->read->posted) {
+        /* more than the answer came: seen by the idle handler */
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * a kept connection, idle: whatever comes from etcd (the end of the
+ * connection, or bytes no request asked for) closes it, as does the idle
+ * time and the worker's shutdown; the handler is not called
+ */
+
+static void
+ngx_http_traffic_shift_etcd_idle(ngx_event_t *rev)
+{
+    char                            buf[1];
+    ssize_t                         n;
+    ngx_err_t                       err;
+    ngx_connection_t               *c;
+    ngx_http_traffic_shift_etcd_t  *e;
+
+    c = rev->data;
+    e = c->data;
+
+    if (rev->timedout) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, e->log, 0,
+                       "traffic_shift_sync: etcd \"%V\": closing the kept "
+                       "connection, idle for %Mms", &e->peer->name,
+                       e->peer->keepalive);
+        ngx_http_traffic_shift_etcd_drop(e);
+        return;
+    }
+
+    if (c->close) {
+        /* the worker shuts down */
+        ngx_http_traffic_shift_etcd_drop(e);
+        return;
+    }
+
+    /* looked at, not read: TLS records included */
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+    err = ngx_socket_errno;
+
+    if (n == -1 && err == NGX_EAGAIN) {
+        rev->ready = 0;
+
+        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+            ngx_http_traffic_shift_etcd_drop(e);
+        }
+
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, e->log, 0,
+                   "traffic_shift_sync: etcd \"%V\": closing the kept "
+                   "connection, %s", &e->peer->name,
+                   n > 0 ? "etcd sent bytes no request asked for"
+                         : "etcd closed it");
+
+    ngx_http_traffic_shift_etcd_drop(e);
 }
 
 

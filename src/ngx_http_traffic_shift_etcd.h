@@ -16,13 +16,19 @@
 
 /*
  * A request to etcd's v3 JSON gateway on nginx's event loop: one HTTP/1.1
- * POST of a JSON body on a connection of its own, the answer framed by
- * Content-Length, chunks or the end of the connection.  A unary request
- * gives its handler the whole body, once, the connection closed; a stream
- * (a watch) gives it every JSON object (one per line) as it comes, then
- * NULL when the stream ends.  NULL means a failure, with "error" set and
- * the connection closed.  A handler may close the request, and may start
- * another one with the same structure.
+ * POST of a JSON body, the answer framed by Content-Length, chunks or the
+ * end of the connection.  A unary request gives its handler the whole
+ * body, once; a stream (a watch) gives it every JSON object (one per line)
+ * as it comes, then NULL when the stream ends.  NULL means a failure, with
+ * "error" set and the connection closed.  A handler may close the request,
+ * and may start another one with the same structure.
+ *
+ * The connection of a unary request is kept after a complete answer (the
+ * endpoint's "keepalive" time at most, idle) and the next request of the
+ * same structure to the same endpoint is sent on it; one that finds it
+ * closed by etcd meanwhile is sent again, once, on a new connection.
+ * ngx_http_traffic_shift_etcd_close() closes it, and must be called
+ * before the structure is freed.
  *
  * With user and password (the endpoint's "auth"), a request without a
  * token first authenticates; one answered "invalid auth token" (expired)
@@ -30,7 +36,21 @@
  */
 
 
-#define NGX_HTTP_TS_ETCD_MAX_BODY  (4 * 1024 * 1024)
+#define NGX_HTTP_TS_ETCD_MAX_BODY    (4 * 1024 * 1024)
+
+/* the answer's parser: where it is */
+#define NGX_HTTP_TS_ETCD_HEADER      0
+#define NGX_HTTP_TS_ETCD_LENGTH      1
+#define NGX_HTTP_TS_ETCD_UNTIL_EOF   2
+#define NGX_HTTP_TS_ETCD_CHUNK_SIZE  3
+#define NGX_HTTP_TS_ETCD_CHUNK_DATA  4
+#define NGX_HTTP_TS_ETCD_CHUNK_END   5
+#define NGX_HTTP_TS_ETCD_TRAILER     6
+#define NGX_HTTP_TS_ETCD_DONE        7
+
+/* a watch's answer, not the authentication before it */
+#define ngx_http_traffic_shift_etcd_streaming(e)                             \
+    ((e)->stream && !(e)->authenticating)
 
 
 typedef struct ngx_http_traffic_shift_etcd_s  ngx_http_traffic_shift_etcd_t;
@@ -52,6 +72,9 @@ typedef struct {
     /* user=, password_file=: the user, its password, the token */
     ngx_http_traffic_shift_etcd_auth_t  *auth;
 
+    /* keepalive=: how long a connection is kept idle; 0: not kept */
+    ngx_msec_t                           keepalive;
+
     unsigned                             https:1;
 } ngx_http_traffic_shift_etcd_endpoint_t;
 
@@ -61,6 +84,9 @@ struct ngx_http_traffic_shift_etcd_s {
     ngx_pool_t                          *pool;
     ngx_log_t                           *log;
     ngx_http_traffic_shift_etcd_endpoint_t *endpoint;
+
+    /* the endpoint of the open connection (pc.connection) */
+    ngx_http_traffic_shift_etcd_endpoint_t *peer;
 
     ngx_msec_t                           timeout;
     ngx_http_traffic_shift_etcd_pt       handler;
@@ -94,12 +120,21 @@ struct ngx_http_traffic_shift_etcd_s {
     unsigned                             sent:1;
     unsigned                             connected:1;
     unsigned                             busy:1;
+
+    /* the answer lets the connection be kept */
+    unsigned                             keep:1;
+    /* sent on a kept connection; sent again on a new one */
+    unsigned                             reused:1;
+    unsigned                             retried:1;
 };
 
 
 ngx_int_t ngx_http_traffic_shift_etcd_start(ngx_http_traffic_shift_etcd_t *e,
     const char *path, u_char *body, size_t len);
 void ngx_http_traffic_shift_etcd_close(ngx_http_traffic_shift_etcd_t *e);
+
+/* ngx_http_traffic_shift_etcd_parse.c: the answer */
+ngx_int_t ngx_http_traffic_shift_etcd_parse(ngx_http_traffic_shift_etcd_t *e);
 
 /* ngx_http_traffic_shift_etcd_json.c: etcd's JSON */
 json_t *ngx_http_traffic_shift_etcd_b64(ngx_pool_t *pool, u_char *data,

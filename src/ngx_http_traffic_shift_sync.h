@@ -20,6 +20,9 @@ typedef struct {
     ngx_str_t                             node;
     ngx_msec_t                            timeout;
 
+    /* how long a connection to etcd is kept idle; 0: not kept */
+    ngx_msec_t                            keepalive;
+
     /* https:// endpoints: the CA, a client certificate and its key */
     ngx_str_t                             ssl_ca;
     ngx_str_t                             ssl_cert;

@@ -15,6 +15,15 @@
  */
 
 
+/*
+ * a kept connection to etcd, idle: closed after this long.  etcd's own
+ * HTTP server sets no idle timeout; a proxy or a load balancer in front
+ * of it often has one of 60s or more: closing first avoids most of the
+ * requests that would meet a connection closed under them.
+ */
+#define NGX_HTTP_TS_SYNC_KEEPALIVE  30000
+
+
 static char *ngx_http_traffic_shift_sync_option(ngx_conf_t *cf,
     ngx_http_traffic_shift_sync_conf_t *scf, ngx_str_t *value);
 static char *ngx_http_traffic_shift_sync_endpoint(ngx_conf_t *cf,
@@ -26,8 +35,8 @@ static char *ngx_http_traffic_shift_sync_tls(ngx_conf_t *cf,
 
 /*
  * traffic_shift_sync http[s]://HOST:PORT ... [prefix=P] [node=N]
- *                    [timeout=T] [ssl_ca=F] [ssl_cert=F ssl_key=F]
- *                    [user=NAME password_file=F]
+ *                    [timeout=T] [keepalive=T] [ssl_ca=F]
+ *                    [ssl_cert=F ssl_key=F] [user=NAME password_file=F]
  */
 
 char *
@@ -35,10 +44,11 @@ ngx_http_traffic_shift_sync(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_traffic_shift_main_conf_t *mcf = conf;
 
-    char                                *rv;
-    ngx_str_t                           *value;
-    ngx_uint_t                           i;
-    ngx_http_traffic_shift_sync_conf_t  *scf;
+    char                                    *rv;
+    ngx_str_t                               *value;
+    ngx_uint_t                               i;
+    ngx_http_traffic_shift_sync_conf_t      *scf;
+    ngx_http_traffic_shift_etcd_endpoint_t  *ep;
 
     if (mcf->sync) {
         return "is duplicate";
@@ -59,6 +69,7 @@ ngx_http_traffic_shift_sync(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_set(&scf->prefix, "/traffic-shift/");
     scf->node = cf->cycle->hostname;
     scf->timeout = 3000;
+    scf->keepalive = NGX_HTTP_TS_SYNC_KEEPALIVE;
 
     value = cf->args->elts;
 
@@ -85,6 +96,12 @@ ngx_http_traffic_shift_sync(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "traffic_shift_sync needs at least one etcd "
                            "endpoint, \"http://HOST:PORT\"");
         return NGX_CONF_ERROR;
+    }
+
+    ep = scf->endpoints.elts;
+
+    for (i = 0; i < scf->endpoints.nelts; i++) {
+        ep[i].keepalive = scf->keepalive;
     }
 
     if (ngx_http_traffic_shift_sync_tls(cf, scf) != NGX_CONF_OK
@@ -170,6 +187,24 @@ ngx_http_traffic_shift_sync_option(ngx_conf_t *cf,
         }
 
         scf->timeout = t;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "keepalive=", 10) == 0) {
+        s.data = value->data + 10;
+        s.len = value->len - 10;
+
+        t = ngx_parse_time(&s, 0);
+
+        if (t == NGX_ERROR || t > 300000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid keepalive \"%V\" in "
+                               "traffic_shift_sync, expected 0 (off) to "
+                               "300s", &s);
+            return NGX_CONF_ERROR;
+        }
+
+        scf->keepalive = t;
         return NGX_CONF_OK;
     }
 
@@ -386,7 +421,8 @@ ngx_http_traffic_shift_sync_endpoint(ngx_conf_t *cf,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\" in traffic_shift_sync, "
                            "expected \"http[s]://HOST:PORT\", \"prefix=\", "
-                           "\"node=\", \"timeout=\", \"ssl_...=\", "
+                           "\"node=\", \"timeout=\", \"keepalive=\", "
+                           "\"ssl_...=\", "
                            "\"user=\" or \"password_file=\"", value);
         return NGX_CONF_ERROR;
     }

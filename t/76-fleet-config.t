@@ -79,6 +79,9 @@ my @cases = (
     [ 'zero timeout',
       'traffic_shift_sync http://127.0.0.1:2379 timeout=0; # HERE',
       qr/invalid timeout "0" in traffic_shift_sync/ ],
+    [ 'bad keepalive',
+      'traffic_shift_sync http://127.0.0.1:2379 keepalive=301s; # HERE',
+      qr/invalid keepalive "301s" in traffic_shift_sync/ ],
     [ 'duplicate',
       "traffic_shift_sync http://127.0.0.1:2379;\n"
       . 'traffic_shift_sync http://127.0.0.1:2380; # HERE',
@@ -103,8 +106,10 @@ for my $case (@cases) {
 
 my ($rc, $out) = $t->nginx_t(wrap(
     'traffic_shift_sync http://127.0.0.1:2379 http://localhost:2381/ '
-    . 'prefix=/prod/traffic/ node=edge-1.example timeout=500ms;'));
-is($rc, 0, 'several endpoints, prefix, node and timeout are accepted')
+    . 'prefix=/prod/traffic/ node=edge-1.example timeout=500ms '
+    . 'keepalive=0;'));
+is($rc, 0, 'several endpoints, prefix, node, timeout and keepalive are '
+    . 'accepted')
     or diag($out);
 
 done_testing();

@@ -17,6 +17,10 @@ package TSDelay;
 #   $p->port;                      # where clients connect
 #   $p->url;                       # http://127.0.0.1:PORT
 #   $p->set_delay(1500);           # ms, each way
+#   $p->connections;               # clients accepted since the start
+#   $p->open_connections;          # clients connected now
+#   $p->cut;                       # the clients connected now are cut
+#                                  # at their next byte (not forwarded)
 #   $p->stop;                      # also at DESTROY and END
 
 use strict;
@@ -41,6 +45,8 @@ sub new {
         port => $t->port($name),
         to => $o{to},
         file => $t->testdir . "/$name.delay",
+        count => $t->testdir . "/$name.count",
+        cutfile => $t->testdir . "/$name.cut",
         parent => $$,
     }, $class;
     $self->set_delay($o{delay} // 0);
@@ -57,7 +63,8 @@ sub new {
     if ($pid == 0) {
         $SIG{$_} = 'DEFAULT' for qw(TERM INT HUP);
         $SIG{PIPE} = 'IGNORE';
-        eval { _run($listen, $self->{to}, $self->{file}) };
+        eval { _run($listen, $self->{to}, $self->{file}, $self->{count},
+                    $self->{cutfile}) };
         print STDERR "TSDelay: $@" if $@;
         POSIX::_exit(0);
     }
@@ -85,6 +92,30 @@ sub set_delay {
 }
 
 sub delay { $_[0]{delay} }
+
+# "ACCEPTED OPEN", written by the child at each change
+sub _counts {
+    my ($self) = @_;
+    open(my $fh, '<', $self->{count}) or return (0, 0);
+    my $line = <$fh> // '';
+    return $line =~ /^(\d+) (\d+)/ ? ($1, $2) : (0, 0);
+}
+
+sub connections { ($_[0]->_counts)[0] }
+sub open_connections { ($_[0]->_counts)[1] }
+
+# the clients connected now: the next byte one sends closes it, unsent
+# (a peer that closed the connection as the request came); the clients
+# accepted from now on are forwarded as usual
+sub cut {
+    my ($self) = @_;
+    my $tmp = "$self->{cutfile}.tmp";
+    open(my $fh, '>', $tmp) or croak "TSDelay: $tmp: $!";
+    print $fh $self->connections, "\n";
+    close $fh or croak "TSDelay: $tmp: $!";
+    rename $tmp, $self->{cutfile} or croak "TSDelay: rename: $!";
+    return $self;
+}
 
 sub stop {
     my ($self) = @_;
@@ -117,21 +148,43 @@ sub _read_delay {
     return defined $line && $line =~ /^(\d+)/ ? $1 / 1000 : undef;
 }
 
+sub _write_counts {
+    my ($file, $accepted, $open) = @_;
+    open(my $fh, '>', "$file.tmp") or return;
+    print $fh "$accepted $open\n";
+    close $fh;
+    rename "$file.tmp", $file;
+}
+
+sub _read_cut {
+    my ($file) = @_;
+    open(my $fh, '<', $file) or return undef;
+    my $line = <$fh>;
+    return defined $line && $line =~ /^(\d+)/ ? $1 : undef;
+}
+
 sub _run {
-    my ($listen, $to, $file) = @_;
+    my ($listen, $to, $file, $count, $cutfile) = @_;
 
     my $delay = 0;
+    my ($accepted, $open) = (0, 0);
     my $sel = IO::Select->new($listen);
     my %peer;       # fileno => { sock, other (fileno), q => [[due, data]],
-                    #             eof (read side ended), shut (written) }
+                    #             eof (read side ended), shut (written),
+                    #             client (the accepted side), n (its
+                    #             number, from 1) }
+
+    _write_counts($count, 0, 0);
 
     my $close = sub {
         my ($fd) = @_;
+        my $was = exists $peer{$fd};
         for my $f ($fd, ($peer{$fd} ? $peer{$fd}{other} : ())) {
             my $p = delete $peer{$f} or next;
             $sel->remove($p->{sock});
             close $p->{sock};
         }
+        _write_counts($count, $accepted, --$open) if $was;
     };
 
     for (;;) {
@@ -201,9 +254,12 @@ sub _run {
                     $x->blocking(0);
                 }
                 my ($cf, $uf) = (fileno $c, fileno $u);
-                $peer{$cf} = { sock => $c, other => $uf, q => [] };
+                $accepted++;
+                $peer{$cf} = { sock => $c, other => $uf, q => [],
+                               client => 1, n => $accepted };
                 $peer{$uf} = { sock => $u, other => $cf, q => [] };
                 $sel->add($c, $u);
+                _write_counts($count, $accepted, ++$open);
                 next;
             }
             my $fd = fileno $s;
@@ -213,6 +269,11 @@ sub _run {
             my $n = sysread($s, $buf, 65536);
             next if !defined $n && ($! == EINTR || $! == EAGAIN
                                     || $! == EWOULDBLOCK);
+            if ($n && $p->{client} && $p->{n} <= (_read_cut($cutfile) // 0))
+            {
+                $close->($fd);
+                next;
+            }
             # what is read here is written to the other side, later;
             # never before what is queued already.  The delay file is
             # read at each chunk: a new delay counts from the next byte
