@@ -67,8 +67,16 @@ typedef struct {
 
 /*
  * per worker: rollouts in fleet mode, kept by the worker that holds the
- * watch (ngx_..._sync_rollout.c)
+ * watch (ngx_..._sync_rollout.c, the counters in ngx_..._sync_counts.c);
+ * "what" it asks etcd now
  */
+
+#define NGX_HTTP_TS_SR_IDLE      0
+#define NGX_HTTP_TS_SR_CLAIM     1
+#define NGX_HTTP_TS_SR_PUSH      2
+#define NGX_HTTP_TS_SR_RELEASE   3
+#define NGX_HTTP_TS_SR_ROLLBACK  4
+#define NGX_HTTP_TS_SR_COLLECT   5
 
 typedef struct {
     ngx_http_traffic_shift_etcd_t         etcd;
@@ -144,6 +152,14 @@ ngx_int_t ngx_http_traffic_shift_sync_nodes(ngx_http_traffic_shift_etcd_t *e,
 json_t *ngx_http_traffic_shift_sync_nodes_json(
     ngx_http_traffic_shift_etcd_t *e, json_t *json);
 ngx_int_t ngx_http_traffic_shift_sync_fleet(ngx_http_request_t *r);
+
+/* ngx_http_traffic_shift_sync_counts.c: the other nodes' counters */
+ngx_int_t ngx_http_traffic_shift_sync_counts_init(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_pool_t *pool);
+void ngx_http_traffic_shift_sync_counts_collect(
+    ngx_http_traffic_shift_sync_rollouts_t *sr);
+void ngx_http_traffic_shift_sync_counts_forget(
+    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t i);
 
 /* ngx_http_traffic_shift_sync_rollout.c: rollouts in fleet mode */
 ngx_int_t ngx_http_traffic_shift_sync_rollouts_init(

@@ -33,16 +33,8 @@
  */
 
 
-#define NGX_HTTP_TS_SR_IDLE      0
-#define NGX_HTTP_TS_SR_CLAIM     1
-#define NGX_HTTP_TS_SR_PUSH      2
-#define NGX_HTTP_TS_SR_RELEASE   3
-#define NGX_HTTP_TS_SR_ROLLBACK  4
-#define NGX_HTTP_TS_SR_COLLECT   5
 
-#define NGX_HTTP_TS_SR_COLLECT_EVERY  500
-#define NGX_HTTP_TS_SR_SILENCE        5000
-#define NGX_HTTP_TS_SR_MAX_SEEN       1024
+#define NGX_HTTP_TS_SR_SILENCE   5000
 
 /* claim[]: the key's create revision, the id, step, state, generation */
 #define NGX_HTTP_TS_SR_KEY       0
@@ -52,25 +44,11 @@
 #define NGX_HTTP_TS_SR_GEN       4
 
 
-/* another node's counters of a pool, as last read */
-
-typedef struct {
-    u_char                                node[NGX_HTTP_TS_NODE_LEN];
-    size_t                                len;
-    uint64_t                              pid;
-    ngx_uint_t                            split;
-    ngx_uint_t                            pool;
-    uint64_t                              counts[NGX_HTTP_TS_BUCKETS + 1];
-} ngx_http_traffic_shift_sync_seen_t;
 
 
 static ngx_int_t ngx_http_traffic_shift_sync_rollout_index(
     ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_str_t *name,
     ngx_http_traffic_shift_split_t **split);
-static json_t *ngx_http_traffic_shift_sync_rollout_get(json_t *obj,
-    ngx_str_t *name);
-static void ngx_http_traffic_shift_sync_rollout_forget(
-    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t i);
 static ngx_int_t ngx_http_traffic_shift_sync_rollout_step(
     ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t i);
 static ngx_int_t ngx_http_traffic_shift_sync_rollout_txn(
@@ -92,11 +70,6 @@ static void ngx_http_traffic_shift_sync_rollout_done(
 static void ngx_http_traffic_shift_sync_rollout_lost(
     ngx_http_traffic_shift_sync_rollouts_t *sr,
     ngx_http_traffic_shift_split_t *split, const char *why);
-static void ngx_http_traffic_shift_sync_rollout_collected(
-    ngx_http_traffic_shift_etcd_t *e, json_t *json);
-static void ngx_http_traffic_shift_sync_rollout_counts(
-    ngx_http_traffic_shift_sync_rollouts_t *sr, json_t *doc,
-    ngx_str_t *node, uint64_t pid);
 
 
 static const char  *ngx_http_traffic_shift_sync_states[] = {
@@ -133,14 +106,7 @@ ngx_http_traffic_shift_sync_rollouts_init(
         return NGX_ERROR;
     }
 
-    if (ngx_array_init(&sr->seen, pool, 16,
-                       sizeof(ngx_http_traffic_shift_sync_seen_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_traffic_shift_sync_counts_init(sr, pool);
 }
 
 
@@ -307,7 +273,7 @@ ngx_http_traffic_shift_sync_rollouts_tick(
              * counted from the next read on: what the nodes served before
              * (another rollout, a pause) is not this rollout's
              */
-            ngx_http_traffic_shift_sync_rollout_forget(sr, i);
+            ngx_http_traffic_shift_sync_counts_forget(sr, i);
             sr->collecting[i] = 1;
         }
 
@@ -340,20 +306,8 @@ ngx_http_traffic_shift_sync_rollouts_tick(
         }
     }
 
-    if (!progress
-        || (ngx_msec_int_t) (ngx_current_msec - sr->collect) < 0)
-    {
-        return;
-    }
-
-    sr->collect = ngx_current_msec + NGX_HTTP_TS_SR_COLLECT_EVERY;
-    sr->what = NGX_HTTP_TS_SR_COLLECT;
-    sr->etcd.handler = ngx_http_traffic_shift_sync_rollout_collected;
-
-    if (ngx_http_traffic_shift_sync_nodes(&sr->etcd, sr->mcf->sync)
-        != NGX_OK)
-    {
-        sr->what = NGX_HTTP_TS_SR_IDLE;
+    if (progress) {
+        ngx_http_traffic_shift_sync_counts_collect(sr);
     }
 }
 
@@ -846,175 +800,6 @@ ngx_http_traffic_shift_sync_rollout_lost(
 }
 
 
-/* the node keys: the other nodes' counters added up */
-
-static void
-ngx_http_traffic_shift_sync_rollout_collected(ngx_http_traffic_shift_etcd_t *e,
-    json_t *json)
-{
-    json_t                                  *nodes, *doc, *node;
-    size_t                                   i;
-    uint64_t                                 pid;
-    ngx_str_t                                n;
-    ngx_http_traffic_shift_sync_conf_t      *scf;
-    ngx_http_traffic_shift_sync_rollouts_t  *sr;
-
-    sr = e->data;
-    sr->what = NGX_HTTP_TS_SR_IDLE;
-    scf = sr->mcf->sync;
-
-    if (json == NULL || e->status != NGX_HTTP_OK) {
-        return;
-    }
-
-    nodes = ngx_http_traffic_shift_sync_nodes_json(e, json);
-
-    json_array_foreach(nodes, i, doc) {
-        node = json_object_get(doc, "node");
-
-        if (node == NULL || !json_is_string(node)
-            || ngx_http_traffic_shift_etcd_int(doc, "pid", &pid) != NGX_OK)
-        {
-            continue;
-        }
-
-        n.data = (u_char *) json_string_value(node);
-        n.len = json_string_length(node);
-
-        if (n.len == 0 || n.len > NGX_HTTP_TS_NODE_LEN
-            || (n.len == scf->node.len
-                && ngx_strncmp(n.data, scf->node.data, n.len) == 0))
-        {
-            continue;
-        }
-
-        ngx_http_traffic_shift_sync_rollout_counts(sr, doc, &n, pid);
-    }
-
-    json_decref(nodes);
-}
-
-
-/*
- * A node's counters, {"upstreams":{"app":{"counts":{"canary":[errors,
- * bucket 0, ...]}}}}: their increase since the last read is added to the
- * zone for the upstreams whose rollout this node drives.  A node seen for
- * the first time, or restarted (another pid, lower counters), counts from
- * now.
- */
-
-static void
-ngx_http_traffic_shift_sync_rollout_counts(
-    ngx_http_traffic_shift_sync_rollouts_t *sr, json_t *doc,
-    ngx_str_t *node, uint64_t pid)
-{
-    json_t                              *counts, *arr;
-    uint64_t                             now[NGX_HTTP_TS_BUCKETS + 1];
-    uint64_t                             delta[NGX_HTTP_TS_BUCKETS + 1];
-    uint64_t                             n;
-    ngx_uint_t                           i, j, k, fresh;
-    ngx_http_traffic_shift_pool_t       *pool;
-    ngx_http_traffic_shift_split_t     **splitp;
-    ngx_http_traffic_shift_sync_seen_t  *seen, *s;
-
-    splitp = sr->mcf->splits.elts;
-
-    for (i = 0; i < sr->mcf->splits.nelts; i++) {
-        if (splitp[i]->sh == NULL || splitp[i]->sh->fleet_claim == 0
-            || splitp[i]->sh->rollout.state != NGX_HTTP_TS_RO_PROGRESSING)
-        {
-            continue;
-        }
-
-        counts = json_object_get(ngx_http_traffic_shift_sync_rollout_get(
-                                     json_object_get(doc, "upstreams"),
-                                     &splitp[i]->name),
-                                 "counts");
-        pool = splitp[i]->pools.elts;
-
-        for (j = 0; j < splitp[i]->pools.nelts; j++) {
-            arr = ngx_http_traffic_shift_sync_rollout_get(counts,
-                                                          &pool[j].name);
-
-            if (!json_is_array(arr)
-                || json_array_size(arr) != NGX_HTTP_TS_BUCKETS + 1)
-            {
-                continue;
-            }
-
-            for (k = 0; k <= NGX_HTTP_TS_BUCKETS; k++) {
-                now[k] = json_is_integer(json_array_get(arr, k))
-                         ? (uint64_t) json_integer_value(
-                                          json_array_get(arr, k))
-                         : 0;
-            }
-
-            seen = sr->seen.elts;
-            s = NULL;
-
-            for (k = 0; k < sr->seen.nelts; k++) {
-                if (seen[k].split == i && seen[k].pool == j
-                    && seen[k].len == node->len
-                    && ngx_strncmp(seen[k].node, node->data, node->len) == 0)
-                {
-                    s = &seen[k];
-                    break;
-                }
-            }
-
-            if (s == NULL) {
-                if (sr->seen.nelts >= NGX_HTTP_TS_SR_MAX_SEEN) {
-                    sr->seen.nelts = 0;
-                }
-
-                s = ngx_array_push(&sr->seen);
-                if (s == NULL) {
-                    return;
-                }
-
-                ngx_memcpy(s->node, node->data, node->len);
-                s->len = node->len;
-                s->split = i;
-                s->pool = j;
-                s->pid = pid;
-                ngx_memcpy(s->counts, now, sizeof(now));
-                continue;
-            }
-
-            fresh = (s->pid != pid);
-            n = 0;
-
-            for (k = 0; k <= NGX_HTTP_TS_BUCKETS; k++) {
-                fresh |= (now[k] < s->counts[k]);
-                delta[k] = now[k] - s->counts[k];
-                n += k ? delta[k] : 0;
-            }
-
-            s->pid = pid;
-            ngx_memcpy(s->counts, now, sizeof(now));
-
-            if (fresh || n == 0) {
-                continue;
-            }
-
-            ngx_http_traffic_shift_zone_sync_count(splitp[i], j, delta[0],
-                                                   &delta[1]);
-
-            if (j == splitp[i]->sh->rollout.pool) {
-                /* the fast abort: at most a window's worth, as a ratio */
-                k = ngx_max(splitp[i]->sh->rollout.fa_window, 1);
-
-                ngx_http_traffic_shift_zone_rollout_count(sr->mcf, splitp[i],
-                                   ngx_min(n, k),
-                                   (ngx_uint_t) (ngx_min(delta[0], n)
-                                                 * ngx_min(n, k) / n),
-                                   sr->etcd.log);
-            }
-        }
-    }
-}
-
-
 /* the index of an upstream by name, and the upstream; NGX_ERROR: none */
 
 static ngx_int_t
@@ -1041,41 +826,3 @@ ngx_http_traffic_shift_sync_rollout_index(
 }
 
 
-/* obj[name], for a name that may not end in a null byte */
-
-static json_t *
-ngx_http_traffic_shift_sync_rollout_get(json_t *obj, ngx_str_t *name)
-{
-    u_char  buf[NGX_HTTP_TS_NODE_LEN * 4];
-
-    if (obj == NULL || name->len >= sizeof(buf)) {
-        return NULL;
-    }
-
-    ngx_memcpy(buf, name->data, name->len);
-    buf[name->len] = '\0';
-
-    return json_object_get(obj, (char *) buf);
-}
-
-
-/* the other nodes' counters of upstream "i" last read: forgotten */
-
-static void
-ngx_http_traffic_shift_sync_rollout_forget(
-    ngx_http_traffic_shift_sync_rollouts_t *sr, ngx_uint_t i)
-{
-    ngx_uint_t                           k, n;
-    ngx_http_traffic_shift_sync_seen_t  *seen;
-
-    seen = sr->seen.elts;
-    n = 0;
-
-    for (k = 0; k < sr->seen.nelts; k++) {
-        if (seen[k].split != i) {
-            seen[n++] = seen[k];
-        }
-    }
-
-    sr->seen.nelts = n;
-}
