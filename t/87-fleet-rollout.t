@@ -256,7 +256,7 @@ ok(wait_for(sub {
     ($o->{json}{state} // '') ne 'progressing';
 }, 3, 'one driver'), 'one node drives the rollout in the fleet');
 is(api($driver, 'GET', '/upstreams/app/rollout')->{json}{state},
-   'progressing', "node $driver's rollout progresses");
+   'progressing', "node ${driver}'s rollout progresses");
 is($race{$driver}, 201, "the driving node, $driver, is the one that "
                         . 'answered 201');
 ok(wait_for(sub { ups('a')->{weights}{canary} == 10
