@@ -49,6 +49,13 @@ like($out, qr/^\s+20 edge-2-green$/m,
 like($out, qr/"code":"sync_unavailable"/, 'a write with etcd down: 503');
 like($out, qr/^   error logs clean$/m, 'the error logs are clean');
 
+my @pids = $out =~ /started \((?:master )?pid (\d+)\)/g;
+is(scalar @pids, 4, 'the demo names the pids of its two nginx masters '
+                   . 'and of etcd, started twice')
+    or diag("pids: @pids");
+ok(!grep({ kill 0, $_ } @pids), 'none of them runs any more')
+    or diag('still running: ' . join ' ', grep { kill 0, $_ } @pids);
+
 opendir(my $dh, $tmp) or die "$tmp: $!";
 my @left = grep { /^ts-demo-fleet-/ } readdir $dh;
 closedir $dh;
