@@ -343,6 +343,26 @@ like($node{b}->error_log, qr/node "a" driving a rollout left the fleet/,
 is_deeply(ups('b')->{weights}, { blue => 100, canary => 0 },
           'B: blue 100, canary 0');
 
+# an invalid rollout record in etcd (an operator's mistake): logged,
+# nothing changes, and its deletion changes nothing either
+
+my $mark_b = $node{b}->log_mark;
+my $gen_b = ups('b')->{generation};
+$etcd->put('/traffic-shift/rollouts/app', '{"node":"z","state":7}');
+ok(wait_for(sub { $node{b}->error_log(since => $mark_b)
+                  =~ /invalid rollout of "app" in etcd, ignored/ }, 3,
+            'the error'), 'an invalid rollout record: logged by B');
+$etcd->call('/v3/kv/deleterange',
+            { key => MIME::Base64::encode_base64(
+                         '/traffic-shift/rollouts/app', '') });
+ok(wait_for(sub { my @n = $node{b}->error_log(since => $mark_b)
+                         =~ /invalid rollout of "app"/g;
+                  @n == 2 }, 3, 'the deletion seen'),
+   'and its deletion too');
+is_deeply(ups('b')->{weights}, { blue => 100, canary => 0 },
+          'B\'s weights unchanged');
+is(ups('b')->{generation}, $gen_b, 'at the same generation');
+
 # 7. etcd down: a rollout needs it
 
 $etcd->stop;
