@@ -19,10 +19,6 @@ static json_t *ngx_http_traffic_shift_api_rollout_history(
     ngx_http_traffic_shift_sh_rollout_t *ro);
 
 
-static char  *ngx_http_traffic_shift_api_ro_states[] = {
-    "none", "progressing", "paused", "succeeded", "rolled_back", "aborted"
-};
-
 static char  *ngx_http_traffic_shift_api_ro_verdicts[] = {
     "pass", "fail", "inconclusive"
 };
@@ -95,7 +91,7 @@ ngx_http_traffic_shift_api_rollout_json(ngx_http_request_t *r,
 
     if (json_object_set_new(root, "id", json_integer(ro->id))
         || json_object_set_new(root, "state",
-                     json_string(ngx_http_traffic_shift_api_ro_states[state]))
+                     json_string(ngx_http_traffic_shift_ro_states[state]))
         || json_object_set_new(root, "pool",
                      ngx_http_traffic_shift_json_str(pool[ro->pool].name.data,
                                                      pool[ro->pool].name.len))

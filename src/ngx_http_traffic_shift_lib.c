@@ -331,6 +331,13 @@ ngx_http_traffic_shift_json_set(json_t *obj, ngx_str_t *key, json_t *value)
 }
 
 
+/* the names of a rollout's states, by NGX_HTTP_TS_RO_* */
+
+const char  *ngx_http_traffic_shift_ro_states[NGX_HTTP_TS_RO_STATES] = {
+    "none", "progressing", "paused", "succeeded", "rolled_back", "aborted"
+};
+
+
 /* the upper bounds of the response time buckets, in milliseconds */
 
 ngx_msec_t  ngx_http_traffic_shift_buckets[NGX_HTTP_TS_BUCKETS] = {

@@ -55,7 +55,8 @@ ngx_uint_t ngx_http_traffic_shift_quantile(ngx_uint_t *counts, ngx_uint_t q);
 ngx_int_t ngx_http_traffic_shift_parse_msec(u_char *p, size_t len);
 
 
-extern ngx_msec_t  ngx_http_traffic_shift_buckets[NGX_HTTP_TS_BUCKETS];
+extern ngx_msec_t   ngx_http_traffic_shift_buckets[NGX_HTTP_TS_BUCKETS];
+extern const char  *ngx_http_traffic_shift_ro_states[NGX_HTTP_TS_RO_STATES];
 
 
 /* the bucket of a response time in milliseconds: a binary search */

@@ -86,11 +86,6 @@ static const char  *ngx_http_traffic_shift_metrics_classes[] = {
     "1xx", "2xx", "3xx", "4xx", "5xx"
 };
 
-static const char  *ngx_http_traffic_shift_metrics_ro_states[] = {
-    "none", "progressing", "paused", "succeeded", "rolled_back", "aborted"
-};
-
-
 #define NGX_HTTP_TS_METRICS_WEIGHT                                            \
     "# HELP traffic_shift_weight Share of the requests sent to the pool, "   \
     "in percent.\n"                                                           \
@@ -815,7 +810,7 @@ ngx_http_traffic_shift_metrics_states(
         for (k = 0; k < NGX_HTTP_TS_RO_STATES; k++) {
             p = ngx_slprintf(p, last, "%s{%s=\"%V\",state=\"%s\"} %d\n",
                              family->name, label, &ms[i].name,
-                             ngx_http_traffic_shift_metrics_ro_states[k],
+                             ngx_http_traffic_shift_ro_states[k],
                              k == state ? 1 : 0);
         }
     }
@@ -852,7 +847,7 @@ ngx_http_traffic_shift_metrics_results(
         for (k = NGX_HTTP_TS_RO_SUCCEEDED; k < NGX_HTTP_TS_RO_STATES; k++) {
             p = ngx_slprintf(p, last, "%s{%s=\"%V\",result=\"%s\"} %ui\n",
                              family->name, label, &ms[i].name,
-                             ngx_http_traffic_shift_metrics_ro_states[k],
+                             ngx_http_traffic_shift_ro_states[k],
                              ro->results[k]);
         }
     }

@@ -192,10 +192,6 @@ ngx_http_traffic_shift_state_json_rollout(ngx_http_traffic_shift_split_t *split,
     ngx_uint_t                      i;
     ngx_http_traffic_shift_pool_t  *pool;
 
-    static char  *states[] = {
-        "none", "progressing", "paused", "succeeded", "rolled_back", "aborted"
-    };
-
     pool = split->pools.elts;
 
     obj = json_object();
@@ -204,7 +200,8 @@ ngx_http_traffic_shift_state_json_rollout(ngx_http_traffic_shift_split_t *split,
     }
 
     if (json_object_set_new(obj, "id", json_integer(ro->id))
-        || json_object_set_new(obj, "state", json_string(states[ro->state]))
+        || json_object_set_new(obj, "state",
+                     json_string(ngx_http_traffic_shift_ro_states[ro->state]))
         || json_object_set_new(obj, "ramp", json_boolean(ro->ramp))
         || json_object_set_new(obj, "pool",
                      ngx_http_traffic_shift_json_str(pool[ro->pool].name.data,

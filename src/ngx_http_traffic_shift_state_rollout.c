@@ -173,9 +173,6 @@ ngx_http_traffic_shift_state_rollout(ngx_http_traffic_shift_split_t *split,
     const char                            *state;
     ngx_http_traffic_shift_state_field_t  *f;
 
-    static char  *states[] = {
-        "progressing", "paused", "succeeded", "rolled_back", "aborted"
-    };
     static char  *times[] = { "started", "step_started", "ended" };
 
     ngx_memzero(ro, sizeof(ngx_http_traffic_shift_sh_rollout_t));
@@ -192,9 +189,9 @@ ngx_http_traffic_shift_state_rollout(ngx_http_traffic_shift_split_t *split,
 
     state = json_string_value(value);
 
-    for (i = 0; i < 5; i++) {
-        if (ngx_strcmp(state, states[i]) == 0) {
-            ro->state = NGX_HTTP_TS_RO_PROGRESSING + i;
+    for (i = NGX_HTTP_TS_RO_PROGRESSING; i < NGX_HTTP_TS_RO_STATES; i++) {
+        if (ngx_strcmp(state, ngx_http_traffic_shift_ro_states[i]) == 0) {
+            ro->state = i;
             break;
         }
     }

@@ -309,9 +309,8 @@ ngx_http_traffic_shift_sync_node_json(ngx_http_traffic_shift_main_conf_t *mcf)
             (void) json_object_set_new(u, "rollout",
                      json_pack("{s:I,s:s,s:I}",
                                "id", (json_int_t) rec->rollout.id,
-                               "state",
-                               rec->rollout.state == NGX_HTTP_TS_RO_PAUSED
-                               ? "paused" : "progressing",
+                               "state", ngx_http_traffic_shift_ro_states[
+                                            rec->rollout.state],
                                "step", (json_int_t) (rec->rollout.step + 1)));
         }
 

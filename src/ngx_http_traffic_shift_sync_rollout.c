@@ -72,11 +72,6 @@ static void ngx_http_traffic_shift_sync_rollout_lost(
     ngx_http_traffic_shift_split_t *split, const char *why);
 
 
-static const char  *ngx_http_traffic_shift_sync_states[] = {
-    "none", "progressing", "paused", "succeeded", "rolled_back", "aborted"
-};
-
-
 ngx_int_t
 ngx_http_traffic_shift_sync_rollouts_init(
     ngx_http_traffic_shift_sync_rollouts_t *sr,
@@ -183,7 +178,7 @@ ngx_http_traffic_shift_sync_rollout_kv(
 
     for (k = 1; k < 3; k++) {
         if (ngx_strcmp(json_string_value(state),
-                       ngx_http_traffic_shift_sync_states[k])
+                       ngx_http_traffic_shift_ro_states[k])
             == 0)
         {
             active = 1;
@@ -587,8 +582,9 @@ ngx_http_traffic_shift_sync_rollout_record(
     return json_pack("{s:s%,s:I,s:s,s:s%,s:I,s:o,s:b,s:{s:o}}",
                      "node", scf->node.data, scf->node.len,
                      "id", (json_int_t) ro->id,
-                     "state", ngx_http_traffic_shift_sync_states[
-                                  ngx_min(ro->state, 5)],
+                     "state", ngx_http_traffic_shift_ro_states[
+                                  ngx_min(ro->state,
+                                          NGX_HTTP_TS_RO_STATES - 1)],
                      "pool", pool[ro->pool].name.data, pool[ro->pool].name.len,
                      "step", (json_int_t) (ro->step + 1),
                      "steps", steps,
